@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Builds the minimal guest kernel from Debian's linux-source-6.1 with our
+# config fragment on top of tinyconfig. The result is cached outside the
+# clone, keyed by source version + fragment + recipe version, so a rebuild only
+# happens when one of them changes.
+#   usage: guest-kernel/build.sh OUT_DIR
+set -euo pipefail
+here=$(cd "$(dirname "$0")" && pwd)
+out=${1:?usage: build.sh OUT_DIR}
+mkdir -p "$out" && out=$(cd "$out" && pwd)
+cache_root=${FRAKTI_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/frakti}
+tarball=/usr/src/linux-source-6.1.tar.xz
+[ -f "$tarball" ] || { echo "guest-kernel: $tarball missing (apt-get install linux-source-6.1)" >&2; exit 1; }
+
+src_version=$(dpkg-query -W -f '${Version}' linux-source-6.1)
+# Bump RECIPE when a change to the steps below changes the kernel they produce.
+RECIPE=1
+key=$( { echo "$src_version recipe $RECIPE"; cat "$here/frakti.config"; } | sha256sum | cut -c1-16)
+cached="$cache_root/kernel/$key"
+
+if [ ! -f "$cached/vmlinux" ]; then
+  echo "guest-kernel: building $src_version (config $key), about 6 minutes on 2 cores" >&2
+  work="$cache_root/kernel/build-$key.$$"
+  rm -rf "$work"; mkdir -p "$work"
+  trap 'rm -rf "$work"' EXIT
+  tar -C "$work" -xf "$tarball"
+  cd "$work"/linux-source-6.1
+  make -s tinyconfig >/dev/null
+  scripts/kconfig/merge_config.sh -m -O . .config "$here/frakti.config" >/dev/null
+  make -s olddefconfig >/dev/null
+  # Every option the fragment asks for must have survived olddefconfig.
+  missing=0
+  while IFS= read -r line; do
+    case "$line" in CONFIG_*=y) grep -qx "$line" .config || { echo "guest-kernel: $line did not survive olddefconfig" >&2; missing=1; } ;; esac
+  done < "$here/frakti.config"
+  [ "$missing" = 0 ] || exit 1
+  make -s -j"$(nproc)" vmlinux >/dev/null
+  mkdir -p "$cached.tmp"
+  cp vmlinux "$cached.tmp/vmlinux"
+  cp .config "$cached.tmp/config"
+  echo "$src_version" > "$cached.tmp/source-version"
+  echo "$key" > "$cached.tmp/config-hash"
+  make -s kernelrelease > "$cached.tmp/release"
+  rm -rf "$cached"; mv "$cached.tmp" "$cached"
+fi
+
+mkdir -p "$out"
+for f in vmlinux config source-version config-hash release; do
+  ln -f "$cached/$f" "$out/$f.tmp" 2>/dev/null || cp "$cached/$f" "$out/$f.tmp"
+  mv -f "$out/$f.tmp" "$out/$f"
+done
+echo "guest-kernel: $(cat "$out/release") config $key -> $out/vmlinux" >&2

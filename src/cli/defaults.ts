@@ -1,0 +1,11 @@
+// Default locations shared by the daemon and the subcommands.
+import { join } from 'node:path';
+
+export const DEFAULT_ROOT_DIR = '/var/lib/frakti';
+export const DEFAULT_STATE_DIR = '/run/frakti';
+export const DEFAULT_SOCKET = '/run/frakti/frakti.sock';
+
+/** Each pod VM's directory (sockets, pid files) lives under the volatile state dir. */
+export function vmDir(stateDir: string, id: string): string {
+  return join(stateDir, 'vm', id);
+}

@@ -1,0 +1,1 @@
+export const FRAKTI_VERSION = '0.1.0';

@@ -1,0 +1,120 @@
+// The typed description of one VM, and its validation. Unknown keys are
+// rejected so that a typo in a caller cannot silently drop a setting.
+import { VmError } from './errors.js';
+
+export type Accel = 'kvm' | 'tcg';
+
+export type AgentChannel =
+  /** virtio-serial port bound to a unix socket in the VM directory (works everywhere). */
+  | { kind: 'serial' }
+  /** vhost-vsock-pci with this guest CID (needs /dev/vhost-vsock). */
+  | { kind: 'vsock'; cid: number };
+
+export interface VirtioFsShare {
+  /** Host directory served to the guest. */
+  source: string;
+  /** Mount tag the guest uses (`mount -t virtiofs TAG DIR`). */
+  tag: string;
+}
+
+export interface VmSpec {
+  /** [A-Za-z0-9_.-], 1..64 characters; names the VM in logs and errors. */
+  id: string;
+  /** Directory for the VM's sockets, pid files and logs; created by the launcher. */
+  dir: string;
+  /** Boot vCPUs, 1..maxCpus. */
+  cpus: number;
+  /** Hotplug ceiling of vCPUs. Default: cpus. */
+  maxCpus?: number;
+  /** Boot memory in MiB, at least 64. */
+  memoryMiB: number;
+  /** Hotplug ceiling in MiB. Default: memoryMiB (no memory hotplug). */
+  maxMemoryMiB?: number;
+  kernel: string;
+  initrd: string;
+  /** Appended to frakti's kernel command line. */
+  kernelArgs?: string[];
+  accel: Accel;
+  channel: AgentChannel;
+  share?: VirtioFsShare;
+  /** Free PCIe root ports for later hotplug (block volumes, NICs). Default 2. */
+  pcieRootPorts?: number;
+  /** Firmware for q35. Default /usr/share/qemu/qboot.rom. */
+  firmware?: string;
+  /** QEMU binary. Default qemu-system-x86_64 from PATH. */
+  qemu?: string;
+  /** virtiofsd binary. Default /usr/lib/qemu/virtiofsd. */
+  virtiofsd?: string;
+}
+
+const SPEC_KEYS = new Set([
+  'id', 'dir', 'cpus', 'maxCpus', 'memoryMiB', 'maxMemoryMiB', 'kernel', 'initrd', 'kernelArgs',
+  'accel', 'channel', 'share', 'pcieRootPorts', 'firmware', 'qemu', 'virtiofsd',
+]);
+export const MAX_VCPUS = 255;
+export const MIN_MEMORY_MIB = 64;
+export const MAX_MEMORY_MIB = 1024 * 1024;
+export const MAX_PCIE_ROOT_PORTS = 16;
+const ID_RE = /^[A-Za-z0-9_.-]{1,64}$/;
+const TAG_RE = /^[A-Za-z0-9_.-]{1,36}$/;
+// Characters that would break QEMU's comma-separated option syntax.
+const SAFE_PATH_RE = /^\/[^,\n\0]*$/;
+
+function bad(spec: Partial<VmSpec>, message: string): never {
+  throw new VmError('VM_SPEC_INVALID', `VM ${spec.id ?? '?'}: ${message}`);
+}
+
+function int(spec: Partial<VmSpec>, name: string, v: unknown, min: number, max: number): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
+    bad(spec, `${name} must be an integer in ${min}..${max}, got ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
+function path(spec: Partial<VmSpec>, name: string, v: unknown): string {
+  if (typeof v !== 'string' || !SAFE_PATH_RE.test(v)) bad(spec, `${name} must be an absolute path without commas, got ${JSON.stringify(v)}`);
+  return v;
+}
+
+/** Checks a spec and fills in the defaults. */
+export function validateVmSpec(input: VmSpec): Required<Omit<VmSpec, 'share'>> & { share?: VirtioFsShare } {
+  const spec = input as Partial<VmSpec>;
+  for (const k of Object.keys(spec)) if (!SPEC_KEYS.has(k)) bad(spec, `unknown key '${k}'`);
+  if (typeof spec.id !== 'string' || !ID_RE.test(spec.id)) bad(spec, `id must match ${ID_RE}, got ${JSON.stringify(spec.id)}`);
+  const cpus = int(spec, 'cpus', spec.cpus, 1, MAX_VCPUS);
+  const maxCpus = int(spec, 'maxCpus', spec.maxCpus ?? cpus, cpus, MAX_VCPUS);
+  const memoryMiB = int(spec, 'memoryMiB', spec.memoryMiB, MIN_MEMORY_MIB, MAX_MEMORY_MIB);
+  const maxMemoryMiB = int(spec, 'maxMemoryMiB', spec.maxMemoryMiB ?? memoryMiB, memoryMiB, MAX_MEMORY_MIB);
+  if (spec.accel !== 'kvm' && spec.accel !== 'tcg') bad(spec, `accel must be kvm or tcg, got ${JSON.stringify(spec.accel)}`);
+  const ch = spec.channel as AgentChannel | undefined;
+  if (!ch || (ch.kind !== 'serial' && ch.kind !== 'vsock')) bad(spec, 'channel must be {kind: "serial"} or {kind: "vsock", cid}');
+  if (ch.kind === 'vsock') int(spec, 'channel.cid', ch.cid, 3, 0xfffffffe);
+  if (spec.share !== undefined) {
+    path(spec, 'share.source', spec.share.source);
+    if (!TAG_RE.test(spec.share.tag)) bad(spec, `share.tag must match ${TAG_RE}`);
+  }
+  const kernelArgs = spec.kernelArgs ?? [];
+  if (!Array.isArray(kernelArgs) || kernelArgs.some((a) => typeof a !== 'string' || /[\s\0]/.test(a))) {
+    bad(spec, 'kernelArgs must be strings without white space');
+  }
+  return {
+    id: spec.id,
+    dir: path(spec, 'dir', spec.dir),
+    cpus,
+    maxCpus,
+    memoryMiB,
+    maxMemoryMiB,
+    kernel: path(spec, 'kernel', spec.kernel),
+    initrd: path(spec, 'initrd', spec.initrd),
+    kernelArgs,
+    accel: spec.accel,
+    channel: ch,
+    share: spec.share,
+    pcieRootPorts: int(spec, 'pcieRootPorts', spec.pcieRootPorts ?? 2, 0, MAX_PCIE_ROOT_PORTS),
+    firmware: path(spec, 'firmware', spec.firmware ?? '/usr/share/qemu/qboot.rom'),
+    qemu: spec.qemu ?? 'qemu-system-x86_64',
+    virtiofsd: path(spec, 'virtiofsd', spec.virtiofsd ?? '/usr/lib/qemu/virtiofsd'),
+  };
+}
+
+export type ValidVmSpec = ReturnType<typeof validateVmSpec>;

@@ -1,0 +1,248 @@
+// One VM: launch from a spec (a short recipe of steps, each registering its
+// undo), attach to one already running, watch it, stop it.
+//
+//   launching --cont--> running --stop()--> stopping --> stopped
+//                          \--QEMU gone unexpectedly--> exited
+//
+// QEMU runs in a session of its own with a pid file, so it outlives frakti;
+// after a restart Vm.attach() finds it again through its directory.
+import { EventEmitter } from 'node:events';
+import { spawn } from 'node:child_process';
+import { mkdir, open, readFile, rm } from 'node:fs/promises';
+import { writeFileAtomic } from '../lib/atomic-file.js';
+import { errorMessage } from '../lib/errors.js';
+import { logger } from '../lib/log.js';
+import { UndoStack } from '../lib/undo.js';
+import { VmError } from './errors.js';
+import { isAlive, readPidFile, signal, terminate, waitForPath, waitGone } from './process-watch.js';
+import { CONSOLE_CHARDEV_ID, qemuArgs } from './qemu-args.js';
+import { QmpClient, type QmpEvent } from './qmp-client.js';
+import { makeSharedMount, readTail, startVirtiofsd, stopVirtiofsd, unmountShare } from './virtiofsd.js';
+import { validateVmSpec, type ValidVmSpec, type VmSpec } from './vm-spec.js';
+import { vmPaths, type VmPaths } from './vm-paths.js';
+
+const log = logger('vmm');
+
+export const QEMU_START_TIMEOUT_MS = 15_000;
+export const VM_STOP_TIMEOUT_MS = 10_000;
+export const QMP_QUIT_GRACE_MS = 3_000;
+export const KILL_GRACE_MS = 2_000;
+/** The guest agent listens on this vsock port. */
+export const AGENT_VSOCK_PORT = 1024;
+
+export type VmState = 'running' | 'stopping' | 'stopped' | 'exited';
+
+export interface VmExit {
+  /** True when frakti did not ask for it (a crash, a kill, a guest panic). */
+  unexpected: boolean;
+  /** QEMU's last SHUTDOWN reason if it sent one (guest-shutdown, guest-panic, host-signal, ...). */
+  reason: string;
+}
+
+export type AgentEndpoint = { kind: 'unix'; path: string } | { kind: 'vsock'; cid: number; port: number };
+
+export interface StopOptions {
+  /** Asks the guest to power itself off (the agent's shutdown call); tried first. */
+  graceful?: () => Promise<void>;
+  /** Bound on the whole stop. Default VM_STOP_TIMEOUT_MS. */
+  timeoutMs?: number;
+}
+
+export declare interface Vm {
+  on(event: 'exit', fn: (exit: VmExit) => void): this;
+}
+
+export class Vm extends EventEmitter {
+  private state: VmState = 'running';
+  private shutdownReason = '';
+  private exitInfo?: VmExit;
+
+  private constructor(
+    readonly spec: ValidVmSpec,
+    readonly paths: VmPaths,
+    readonly pid: number,
+    private qmpClient: QmpClient,
+  ) {
+    super();
+    this.watch(qmpClient);
+  }
+
+  get id(): string {
+    return this.spec.id;
+  }
+
+  get qmp(): QmpClient {
+    return this.qmpClient;
+  }
+
+  get currentState(): VmState {
+    return this.state;
+  }
+
+  get exit(): VmExit | undefined {
+    return this.exitInfo;
+  }
+
+  agentEndpoint(): AgentEndpoint {
+    return this.spec.channel.kind === 'serial'
+      ? { kind: 'unix', path: this.paths.agentSocket }
+      : { kind: 'vsock', cid: this.spec.channel.cid, port: AGENT_VSOCK_PORT };
+  }
+
+  /** Launches QEMU (and virtiofsd when a share is asked for) and starts the guest. */
+  static async launch(input: VmSpec, opts: { startTimeoutMs?: number } = {}): Promise<Vm> {
+    const spec = validateVmSpec(input);
+    const paths = vmPaths(spec.dir);
+    const startTimeoutMs = opts.startTimeoutMs ?? QEMU_START_TIMEOUT_MS;
+    const undo = new UndoStack();
+    try {
+      await mkdir(spec.dir, { recursive: true, mode: 0o700 });
+      undo.push(`remove ${spec.dir}`, () => rm(spec.dir, { recursive: true, force: true }));
+      await writeFileAtomic(paths.specFile, JSON.stringify(spec, null, 2) + '\n', 0o600);
+
+      if (spec.share) {
+        await makeSharedMount(spec.share.source, undo);
+        await startVirtiofsd(spec.virtiofsd, spec.share.source, paths, undo);
+      }
+
+      const pid = await startQemu(spec, paths, startTimeoutMs, undo);
+      const qmp = await QmpClient.connect(paths.qmpSocket, { timeoutMs: startTimeoutMs });
+      undo.push('close QMP', () => qmp.close());
+      const vm = new Vm(spec, paths, pid, qmp);
+      // Started paused (-S): every device is attached by now, so run the guest.
+      await qmp.execute('cont');
+      undo.commit();
+      log.info('VM launched', { vm: spec.id, pid, accel: spec.accel });
+      return vm;
+    } catch (err) {
+      const undoFailures = await undo.run();
+      const more = undoFailures.length > 0 ? ` (cleanup also failed: ${undoFailures.join('; ')})` : '';
+      throw new VmError('VM_LAUNCH', `launch VM ${spec.id}: ${errorMessage(err)}${more}`, { vm: spec.id }, err);
+    }
+  }
+
+  /** Attaches to a VM started earlier (e.g. by a frakti that has since restarted). */
+  static async attach(dir: string, opts: { timeoutMs?: number } = {}): Promise<Vm> {
+    const paths = vmPaths(dir);
+    let spec: ValidVmSpec;
+    try {
+      spec = validateVmSpec(JSON.parse(await readFile(paths.specFile, 'utf8')) as VmSpec);
+    } catch (err) {
+      throw new VmError('VM_NOT_FOUND', `attach VM in ${dir}: no usable ${paths.specFile}: ${errorMessage(err)}`, { dir }, err);
+    }
+    const pid = await readPidFile(paths.pidFile);
+    if (pid === undefined || !(await isAlive(pid))) {
+      throw new VmError('VM_GONE', `attach VM ${spec.id}: QEMU is not running (pid file ${paths.pidFile})`, { vm: spec.id });
+    }
+    const qmp = await QmpClient.connect(paths.qmpSocket, { timeoutMs: opts.timeoutMs ?? QEMU_START_TIMEOUT_MS });
+    return new Vm(spec, paths, pid, qmp);
+  }
+
+  /** The last bytes the guest printed on its serial console (bounded ring in QEMU). */
+  async readConsole(maxBytes = 64 * 1024): Promise<string> {
+    if (this.state !== 'running') return '';
+    return this.qmpClient.execute<string>('ringbuf-read', { device: CONSOLE_CHARDEV_ID, size: maxBytes, format: 'utf8' });
+  }
+
+  /**
+   * Stops the VM and removes everything it made: the guest is asked to power
+   * off (graceful), then QEMU is told to quit, then killed; virtiofsd stopped,
+   * the share unmounted, the VM directory removed. Bounded by timeoutMs.
+   */
+  async stop(opts: StopOptions = {}): Promise<void> {
+    const timeoutMs = opts.timeoutMs ?? VM_STOP_TIMEOUT_MS;
+    const deadline = Date.now() + timeoutMs;
+    const left = () => Math.max(0, deadline - Date.now());
+    if (this.state === 'running') {
+      this.transition('stopping');
+      if (opts.graceful) {
+        try {
+          await withTimeout(opts.graceful(), left() / 2);
+          await waitGone(this.pid, left() / 2);
+        } catch (err) {
+          log.warn('graceful VM stop failed, quitting through QMP', { vm: this.id, err: errorMessage(err) });
+        }
+      }
+      if (await isAlive(this.pid)) {
+        await this.qmpClient.execute('quit', undefined, { timeoutMs: Math.min(QMP_QUIT_GRACE_MS, left()) }).catch(() => {});
+        if (!(await waitGone(this.pid, Math.min(QMP_QUIT_GRACE_MS, left())))) await terminate(this.pid, KILL_GRACE_MS);
+      }
+      this.qmpClient.close();
+      this.transition('stopped');
+    }
+    await this.cleanup();
+  }
+
+  /** Kills QEMU at once (no guest shutdown); used when a VM must go now. */
+  kill(): void {
+    signal(this.pid, 'SIGKILL');
+  }
+
+  /** Removes what the VM left on the host once QEMU is gone. Idempotent. */
+  async cleanup(): Promise<void> {
+    await stopVirtiofsd(this.paths);
+    if (this.spec.share) await unmountShare(this.spec.share.source);
+    await rm(this.paths.dir, { recursive: true, force: true });
+  }
+
+  private transition(to: VmState): void {
+    log.debug(`VM ${this.id}: ${this.state} -> ${to}`);
+    this.state = to;
+  }
+
+  private watch(qmp: QmpClient): void {
+    qmp.on('event', (ev: QmpEvent) => {
+      if (ev.event === 'SHUTDOWN') this.shutdownReason = String(ev.data?.reason ?? 'shutdown');
+    });
+    qmp.on('close', () => void this.onQmpClosed());
+  }
+
+  // QEMU closes QMP when it exits: the sign of an exit, confirmed by the pid.
+  private async onQmpClosed(): Promise<void> {
+    if (this.state !== 'running') return;
+    if (!(await waitGone(this.pid, 2_000))) {
+      log.warn('QMP connection lost but QEMU still runs', { vm: this.id, pid: this.pid });
+      return;
+    }
+    if (this.state !== 'running') return;
+    this.transition('exited');
+    this.exitInfo = { unexpected: true, reason: this.shutdownReason || 'QEMU exited (killed or crashed)' };
+    log.warn('VM exited unexpectedly', { vm: this.id, reason: this.exitInfo.reason });
+    this.emit('exit', this.exitInfo);
+  }
+}
+
+async function startQemu(spec: ValidVmSpec, paths: VmPaths, timeoutMs: number, undo: UndoStack): Promise<number> {
+  for (const f of [paths.qmpSocket, paths.debugQmpSocket, paths.agentSocket, paths.pidFile]) await rm(f, { force: true });
+  // QEMU's own stderr goes to a file: it must outlive frakti, so no pipe to us.
+  const logFile = await open(paths.qemuLog, 'w', 0o600);
+  let child;
+  try {
+    child = spawn(spec.qemu, qemuArgs(spec, paths), { detached: true, stdio: ['ignore', 'ignore', logFile.fd] });
+  } finally {
+    await logFile.close();
+  }
+  const spawnError = new Promise<Error>((resolve) => child.once('error', resolve));
+  const pid = child.pid;
+  if (pid === undefined) throw new VmError('QEMU_START', `start QEMU ${spec.qemu}: ${errorMessage(await spawnError)}`, { vm: spec.id });
+  child.unref();
+  undo.push(`kill QEMU ${pid}`, () => terminate(pid, KILL_GRACE_MS));
+  // QEMU creates the QMP socket once the command line and every device are set up.
+  const up = await waitForPath(paths.qmpSocket, timeoutMs, () => isAlive(pid));
+  if (!up) {
+    const alive = await isAlive(pid);
+    const why = alive ? `no QMP socket within ${timeoutMs} ms` : (await readTail(paths.qemuLog)) || 'QEMU exited at once';
+    throw new VmError('QEMU_START', `start QEMU: ${why}`, { vm: spec.id });
+  }
+  return pid;
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([
+    p,
+    new Promise<T>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${Math.round(ms)} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
