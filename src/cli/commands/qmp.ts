@@ -97,6 +97,7 @@ export async function run(argv: string[]): Promise<number> {
 
 async function followEvents(qmp: QmpClient): Promise<number> {
   qmp.on('event', (ev) => process.stdout.write(JSON.stringify(ev) + '\n'));
+  process.stderr.write('frakti qmp: following events (Ctrl-C to stop)\n');
   return new Promise((resolve) => {
     const stop = () => resolve(0);
     process.once('SIGINT', stop);
@@ -140,19 +141,21 @@ async function shell(qmp: QmpClient): Promise<number> {
     process.stdout.write(`\nevent ${JSON.stringify(ev)}\n`);
     rl.prompt(true);
   });
+  // Lines run one after another; piped input may end before the last reply arrives.
+  let queue: Promise<void> = Promise.resolve();
+  let quitting = false;
   const done = new Promise<number>((resolve) => {
-    rl.on('close', () => resolve(0));
+    rl.on('close', () => {
+      quitting = true;
+      void queue.then(() => resolve(0));
+    });
     qmp.on('close', () => {
-      process.stderr.write('frakti qmp: the VM closed the connection\n');
+      if (!quitting) process.stderr.write('frakti qmp: the VM closed the connection\n');
       rl.close();
     });
   });
   const history: string[] = [];
-  rl.on('line', async (line) => {
-    const text = line.trim();
-    if (text === '') return rl.prompt();
-    if (text === 'quit' || text === 'exit') return rl.close();
-    history.push(text);
+  const runLine = async (text: string) => {
     const sp = text.indexOf(' ');
     const name = sp < 0 ? text : text.slice(0, sp);
     try {
@@ -162,6 +165,16 @@ async function shell(qmp: QmpClient): Promise<number> {
       process.stdout.write(`error: ${errorMessage(err)}\n`);
     }
     rl.prompt();
+  };
+  rl.on('line', (line) => {
+    const text = line.trim();
+    if (text === '') return rl.prompt();
+    if (text === 'quit' || text === 'exit') {
+      quitting = true;
+      return void queue.then(() => rl.close());
+    }
+    history.push(text);
+    queue = queue.then(() => runLine(text));
   });
   rl.prompt();
   const code = await done;
