@@ -77,6 +77,12 @@ export function qemuArgs(spec: ValidVmSpec, paths: VmPaths): string[] {
     a.push('-device', `vhost-user-fs-pci,chardev=vfs0,tag=${spec.share.tag},queue-size=1024`);
   }
 
+  spec.nics.forEach((nic, i) => {
+    // vhost=off: vhost-net needs /dev/vhost-net, which a node may not have; TCG gains nothing from it.
+    a.push('-netdev', `tap,id=net${i},ifname=${nic.tap},script=no,downscript=no,vhost=off`);
+    a.push('-device', `virtio-net-pci,netdev=net${i},mac=${nic.mac.toLowerCase()},disable-legacy=on`);
+  });
+
   for (let i = 0; i < spec.pcieRootPorts; i++) {
     a.push('-device', `pcie-root-port,id=rp${i},bus=pcie.0,chassis=${i + 1},slot=${i + 1}`);
   }

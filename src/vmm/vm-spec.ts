@@ -17,6 +17,13 @@ export interface VirtioFsShare {
   tag: string;
 }
 
+export interface VmNic {
+  /** Tap device (already created in the VM's network namespace). */
+  tap: string;
+  /** The guest NIC's MAC: the CNI interface's, so the network's view of the pod stays true. */
+  mac: string;
+}
+
 export interface VmSpec {
   /** [A-Za-z0-9_.-], 1..64 characters; names the VM in logs and errors. */
   id: string;
@@ -37,6 +44,10 @@ export interface VmSpec {
   accel: Accel;
   channel: AgentChannel;
   share?: VirtioFsShare;
+  /** Network namespace (a path such as /run/netns/NAME) QEMU runs in, so it can open the pod's tap. */
+  netns?: string;
+  /** virtio-net NICs on taps in that namespace. */
+  nics?: VmNic[];
   /** Free PCIe root ports for later hotplug (block volumes, NICs). Default 2. */
   pcieRootPorts?: number;
   /** Firmware for q35. Default /usr/share/qemu/qboot.rom. */
@@ -49,7 +60,7 @@ export interface VmSpec {
 
 const SPEC_KEYS = new Set([
   'id', 'dir', 'cpus', 'maxCpus', 'memoryMiB', 'maxMemoryMiB', 'kernel', 'initrd', 'kernelArgs',
-  'accel', 'channel', 'share', 'pcieRootPorts', 'firmware', 'qemu', 'virtiofsd',
+  'accel', 'channel', 'share', 'netns', 'nics', 'pcieRootPorts', 'firmware', 'qemu', 'virtiofsd',
 ]);
 export const MAX_VCPUS = 255;
 export const MIN_MEMORY_MIB = 64;
@@ -57,6 +68,9 @@ export const MAX_MEMORY_MIB = 1024 * 1024;
 export const MAX_PCIE_ROOT_PORTS = 16;
 const ID_RE = /^[A-Za-z0-9_.-]{1,64}$/;
 const TAG_RE = /^[A-Za-z0-9_.-]{1,36}$/;
+const IFNAME_RE = /^[A-Za-z0-9_.-]{1,15}$/;
+const MAC_RE = /^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$/;
+export const MAX_NICS = 8;
 // Characters that would break QEMU's comma-separated option syntax.
 const SAFE_PATH_RE = /^\/[^,\n\0]*$/;
 
@@ -77,7 +91,7 @@ function path(spec: Partial<VmSpec>, name: string, v: unknown): string {
 }
 
 /** Checks a spec and fills in the defaults. */
-export function validateVmSpec(input: VmSpec): Required<Omit<VmSpec, 'share'>> & { share?: VirtioFsShare } {
+export function validateVmSpec(input: VmSpec): Required<Omit<VmSpec, 'share' | 'netns'>> & { share?: VirtioFsShare; netns?: string } {
   const spec = input as Partial<VmSpec>;
   for (const k of Object.keys(spec)) if (!SPEC_KEYS.has(k)) bad(spec, `unknown key '${k}'`);
   if (typeof spec.id !== 'string' || !ID_RE.test(spec.id)) bad(spec, `id must match ${ID_RE}, got ${JSON.stringify(spec.id)}`);
@@ -93,6 +107,14 @@ export function validateVmSpec(input: VmSpec): Required<Omit<VmSpec, 'share'>> &
     path(spec, 'share.source', spec.share.source);
     if (!TAG_RE.test(spec.share.tag)) bad(spec, `share.tag must match ${TAG_RE}`);
   }
+  if (spec.netns !== undefined) path(spec, 'netns', spec.netns);
+  const nics = spec.nics ?? [];
+  if (!Array.isArray(nics) || nics.length > MAX_NICS) bad(spec, `nics must be a list of at most ${MAX_NICS}`);
+  nics.forEach((n, i) => {
+    if (!n || !IFNAME_RE.test(n.tap)) bad(spec, `nics[${i}].tap must match ${IFNAME_RE}`);
+    if (!MAC_RE.test(n.mac)) bad(spec, `nics[${i}].mac is not a MAC address`);
+  });
+  if (nics.length > 0 && spec.netns === undefined) bad(spec, 'nics need the netns their taps live in');
   const kernelArgs = spec.kernelArgs ?? [];
   if (!Array.isArray(kernelArgs) || kernelArgs.some((a) => typeof a !== 'string' || /[\s\0]/.test(a))) {
     bad(spec, 'kernelArgs must be strings without white space');
@@ -110,6 +132,8 @@ export function validateVmSpec(input: VmSpec): Required<Omit<VmSpec, 'share'>> &
     accel: spec.accel,
     channel: ch,
     share: spec.share,
+    netns: spec.netns,
+    nics,
     pcieRootPorts: int(spec, 'pcieRootPorts', spec.pcieRootPorts ?? 2, 0, MAX_PCIE_ROOT_PORTS),
     firmware: path(spec, 'firmware', spec.firmware ?? '/usr/share/qemu/qboot.rom'),
     qemu: spec.qemu ?? 'qemu-system-x86_64',

@@ -218,7 +218,9 @@ async function startQemu(spec: ValidVmSpec, paths: VmPaths, timeoutMs: number, u
   const logFile = await open(paths.qemuLog, 'w', 0o600);
   let child;
   try {
-    child = spawn(spec.qemu, qemuArgs(spec, paths), { detached: true, stdio: ['ignore', 'ignore', logFile.fd] });
+    // In the pod's network namespace when it has one: the taps are there. nsenter execs, so the pid is QEMU's.
+    const [cmd, args] = spec.netns ? ['nsenter', [`--net=${spec.netns}`, '--', spec.qemu, ...qemuArgs(spec, paths)]] : [spec.qemu, qemuArgs(spec, paths)];
+    child = spawn(cmd, args, { detached: true, stdio: ['ignore', 'ignore', logFile.fd] });
   } finally {
     await logFile.close();
   }

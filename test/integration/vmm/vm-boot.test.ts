@@ -3,7 +3,7 @@
 // made, also when it fails.
 import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, stat, mkdir } from 'node:fs/promises';
+import { mkdtemp, rm, stat, mkdir, readdir, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -120,6 +120,24 @@ test('with a share, virtiofsd serves it and goes with the VM; the share is unmou
   await vm.stop({ timeoutMs: 10_000 });
   assert.deepEqual(await processesMentioning(dir), []);
   assert.deepEqual(await mountsUnder(share), []);
+});
+
+test('in a network namespace, the VM NIC sits on the tap with the MAC asked for', async (t) => {
+  const dir = await scratch(t);
+  const ns = `frakti-vmtest-${process.pid}`;
+  await execa('ip', ['netns', 'add', ns]);
+  t.after(() => execa('ip', ['netns', 'del', ns], { reject: false }));
+  await execa('ip', ['-n', ns, 'tuntap', 'add', 'dev', 'tap0', 'mode', 'tap']);
+  const vm = await Vm.launch(spec(dir, { netns: `/run/netns/${ns}`, nics: [{ tap: 'tap0', mac: '0A:58:0A:58:00:07' }] }));
+  t.after(() => vm.stop({ timeoutMs: 5_000 }));
+  const filters = (await vm.qmp.execute('query-rx-filter')) as { name: string; 'main-mac': string }[];
+  assert.deepEqual(filters.map((f) => f['main-mac']), ['0a:58:0a:58:00:07']);
+  // QEMU holds the tap open (a tun fd whose fdinfo names it).
+  const fds = await readdir(`/proc/${vm.pid}/fdinfo`);
+  const infos = await Promise.all(fds.map((fd) => readFile(`/proc/${vm.pid}/fdinfo/${fd}`, 'utf8').catch(() => '')));
+  assert.ok(infos.some((i) => /^iff:\s+tap0$/m.test(i)), 'QEMU has tap0 open');
+  await vm.stop({ timeoutMs: 5_000 });
+  assert.deepEqual(await processesMentioning(dir), []);
 });
 
 test('a launch that fails (missing kernel) says why and leaves nothing', async (t) => {
