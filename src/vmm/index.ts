@@ -7,3 +7,4 @@ export * from './qemu-args.js';
 export * from './vm.js';
 export * from './accel.js';
 export * from './guest-assets.js';
+export * from './hotplug.js';

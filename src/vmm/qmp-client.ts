@@ -122,11 +122,11 @@ export class QmpClient extends EventEmitter {
     });
   }
 
-  /** Waits for the next event of that name (bounded). */
-  waitEvent(name: string, timeoutMs: number): Promise<QmpEvent> {
+  /** Waits for the next event of that name (and matching `match`, if given), bounded. */
+  waitEvent(name: string, timeoutMs: number, match?: (ev: QmpEvent) => boolean): Promise<QmpEvent> {
     return new Promise((resolve, reject) => {
       const onEvent = (ev: QmpEvent) => {
-        if (ev.event !== name) return;
+        if (ev.event !== name || (match && !match(ev))) return;
         cleanup();
         resolve(ev);
       };

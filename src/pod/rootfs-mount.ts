@@ -1,0 +1,66 @@
+// A container's root filesystem on the host: an overlay of the image's
+// unpacked layers (read-only) and a per-container upper dir, mounted under
+// the pod's shared directory, which virtio-fs serves to the guest.
+import { mkdir, rm } from 'node:fs/promises';
+import { dirname, join, relative } from 'node:path';
+import { execa } from 'execa';
+import type { UndoStack } from '../lib/undo.js';
+import { PodError } from './errors.js';
+
+/** The kernel reads mount options from one page. */
+const MOUNT_OPTIONS_MAX_BYTES = 4096;
+export const MAX_IMAGE_LAYERS = 500;
+
+export interface RootfsMount {
+  /** Image layer directories, lowest first. */
+  layers: string[];
+  /** Holds upper/ and work/ of this container (on the host's disk). */
+  scratchDir: string;
+  /** Where the rootfs appears: a directory under the pod's shared directory. */
+  target: string;
+  readonly?: boolean;
+}
+
+function commonParent(paths: string[]): string {
+  let parent = dirname(paths[0]!);
+  while (!paths.every((p) => p.startsWith(parent + '/')) && parent !== '/') parent = dirname(parent);
+  return parent;
+}
+
+export async function mountRootfs(m: RootfsMount, undo: UndoStack): Promise<void> {
+  if (m.layers.length === 0 || m.layers.length > MAX_IMAGE_LAYERS) {
+    throw new PodError('INVALID_ARGUMENT', `an image needs 1..${MAX_IMAGE_LAYERS} layers, got ${m.layers.length}`);
+  }
+  const upper = join(m.scratchDir, 'upper');
+  const work = join(m.scratchDir, 'work');
+  await mkdir(upper, { recursive: true, mode: 0o755 });
+  await mkdir(work, { recursive: true, mode: 0o700 });
+  undo.push(`remove ${m.scratchDir}`, () => rm(m.scratchDir, { recursive: true, force: true }));
+  await mkdir(m.target, { recursive: true, mode: 0o755 });
+  undo.push(`remove ${m.target}`, () => rm(m.target, { recursive: true, force: true }));
+
+  // overlayfs wants the top layer first. Paths relative to their common
+  // parent keep the option string short for images with many layers.
+  const parent = commonParent(m.layers);
+  const lower = [...m.layers].reverse().map((l) => relative(parent, l)).join(':');
+  const opts = m.readonly ? `lowerdir=${lower}` : `lowerdir=${lower},upperdir=${upper},workdir=${work}`;
+  if (Buffer.byteLength(opts) >= MOUNT_OPTIONS_MAX_BYTES) {
+    throw new PodError('INVALID_ARGUMENT', `overlay options for ${m.layers.length} layers exceed one page`);
+  }
+  const res = await execa('mount', ['-t', 'overlay', 'overlay', '-o', opts, m.target], { cwd: parent, reject: false, timeout: 30_000 });
+  if (res.exitCode !== 0) throw new PodError('INTERNAL', `mount rootfs at ${m.target}: ${res.stderr.trim() || `exit ${res.exitCode}`}`);
+  undo.push(`unmount ${m.target}`, () => unmountRootfs(m.target));
+}
+
+/**
+ * The guest may still hold inodes of the rootfs (FACTS.md: a plain umount is
+ * then busy), so a lazy unmount follows a failed plain one.
+ */
+export async function unmountRootfs(target: string): Promise<void> {
+  const plain = await execa('umount', [target], { reject: false, timeout: 30_000 });
+  if (plain.exitCode === 0 || /not mounted|no mount point/.test(plain.stderr)) return;
+  const lazy = await execa('umount', ['-l', target], { reject: false, timeout: 30_000 });
+  if (lazy.exitCode !== 0 && !/not mounted|no mount point/.test(lazy.stderr)) {
+    throw new PodError('INTERNAL', `unmount rootfs ${target}: ${lazy.stderr.trim()}`);
+  }
+}

@@ -1,0 +1,129 @@
+// Hotplug over QMP: vCPUs, memory (DIMMs) and block devices (virtio-blk on
+// a free PCIe root port). The guest onlines CPUs and memory itself (its
+// agent's job); frakti only adds and removes devices.
+import { VmError } from './errors.js';
+import type { QmpClient } from './qmp-client.js';
+
+export const DEVICE_DELETE_TIMEOUT_MS = 15_000;
+/** x86 Linux onlines memory in 128 MiB blocks. */
+export const MEMORY_BLOCK_MIB = 128;
+const ID_RE = /^[A-Za-z0-9_-]{1,32}$/;
+
+interface HotpluggableCpu {
+  type: string;
+  'vcpus-count': number;
+  props: Record<string, number>;
+  'qom-path'?: string;
+}
+
+/** Adds vCPUs until `count` are plugged in (never above maxcpus). Returns how many were added. */
+export async function hotplugCpus(qmp: QmpClient, count: number): Promise<number> {
+  const slots = await qmp.execute<HotpluggableCpu[]>('query-hotpluggable-cpus');
+  const plugged = slots.filter((s) => s['qom-path']).length;
+  const free = slots.filter((s) => !s['qom-path']);
+  if (!Number.isInteger(count) || count < plugged) throw new VmError('HOTPLUG', `vCPUs can only be added: ${plugged} present, ${count} asked`);
+  if (count > slots.length) throw new VmError('HOTPLUG', `vCPUs: ${count} asked, the VM was started with maxcpus=${slots.length}`);
+  let added = 0;
+  for (const slot of free.slice(0, count - plugged)) {
+    const id = `cpu-${Object.values(slot.props).join('-')}`;
+    await qmp.execute('device_add', { driver: slot.type, id, ...slot.props });
+    added++;
+  }
+  return added;
+}
+
+export interface MemoryDevice {
+  id: string;
+  sizeMiB: number;
+}
+
+/**
+ * Adds a DIMM of sizeMiB. `shared` must be true when the VM serves a
+ * virtio-fs share: virtiofsd needs to map all guest memory.
+ */
+export async function hotplugMemory(qmp: QmpClient, id: string, sizeMiB: number, shared: boolean): Promise<void> {
+  if (!ID_RE.test(id)) throw new VmError('HOTPLUG', `memory device id must match ${ID_RE}`);
+  if (!Number.isInteger(sizeMiB) || sizeMiB <= 0 || sizeMiB % MEMORY_BLOCK_MIB !== 0) {
+    throw new VmError('HOTPLUG', `memory is added in multiples of ${MEMORY_BLOCK_MIB} MiB, got ${sizeMiB}`);
+  }
+  const backend = `${id}-backend`;
+  await qmp.execute('object-add', {
+    'qom-type': shared ? 'memory-backend-memfd' : 'memory-backend-ram',
+    id: backend,
+    size: sizeMiB * 1024 * 1024,
+    ...(shared ? { share: true } : {}),
+  });
+  try {
+    await qmp.execute('device_add', { driver: 'pc-dimm', id, memdev: backend });
+  } catch (err) {
+    await qmp.execute('object-del', { id: backend }).catch(() => {});
+    throw err;
+  }
+}
+
+export async function listMemoryDevices(qmp: QmpClient): Promise<MemoryDevice[]> {
+  const devs = await qmp.execute<{ type: string; data: { id?: string; size: number } }[]>('query-memory-devices');
+  return devs.filter((d) => d.type === 'dimm' && d.data.id).map((d) => ({ id: d.data.id!, sizeMiB: d.data.size / (1024 * 1024) }));
+}
+
+export interface BlockDevice {
+  /** Device id, also the node name prefix. */
+  id: string;
+  /** Host file or block device. */
+  path: string;
+  readonly?: boolean;
+}
+
+/** Root ports (rp0..) that hold no device yet. */
+async function freeRootPort(qmp: QmpClient): Promise<string> {
+  const buses = await qmp.execute<{ devices: { qdev_id: string; pci_bridge?: { devices: unknown[] } }[] }[]>('query-pci');
+  const ports = buses.flatMap((b) => b.devices).filter((d) => /^rp\d+$/.test(d.qdev_id));
+  const free = ports.find((p) => (p.pci_bridge?.devices.length ?? 0) === 0);
+  if (!free) throw new VmError('HOTPLUG', `no free PCIe root port (the VM has ${ports.length})`);
+  return free.qdev_id;
+}
+
+/** Attaches a file or block device as virtio-blk; the guest sees a new /dev/vdX. Returns the root port used. */
+export async function hotplugBlock(qmp: QmpClient, dev: BlockDevice): Promise<string> {
+  if (!ID_RE.test(dev.id)) throw new VmError('HOTPLUG', `block device id must match ${ID_RE}`);
+  if (!dev.path.startsWith('/')) throw new VmError('HOTPLUG', `block device path must be absolute: ${dev.path}`);
+  const node = `${dev.id}-node`;
+  const port = await freeRootPort(qmp);
+  await qmp.execute('blockdev-add', {
+    'node-name': node,
+    driver: 'raw',
+    'read-only': dev.readonly === true,
+    file: { driver: 'file', filename: dev.path, 'read-only': dev.readonly === true },
+  });
+  try {
+    await qmp.execute('device_add', { driver: 'virtio-blk-pci', id: dev.id, drive: node, bus: port, 'disable-legacy': 'on' });
+  } catch (err) {
+    await qmp.execute('blockdev-del', { 'node-name': node }).catch(() => {});
+    throw err;
+  }
+  return port;
+}
+
+/** A request that arrives while the guest is still handling the plug is lost; it is repeated this often. */
+export const DEVICE_DEL_RETRY_MS = 2_000;
+
+/** Detaches a block device: the guest must release it (DEVICE_DELETED), then the node goes. */
+export async function unplugBlock(qmp: QmpClient, id: string, timeoutMs = DEVICE_DELETE_TIMEOUT_MS): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  const deleted = qmp.waitEvent('DEVICE_DELETED', timeoutMs, (ev) => ev.data?.device === id).then(
+    () => true,
+    (err: Error) => err,
+  );
+  await qmp.execute('device_del', { id });
+  for (;;) {
+    const left = deadline - Date.now();
+    const r = await Promise.race([deleted, new Promise<false>((res) => setTimeout(() => res(false), Math.max(0, Math.min(DEVICE_DEL_RETRY_MS, left))))]);
+    if (r === true) break;
+    if (r instanceof Error || left <= 0) {
+      throw new VmError('HOTPLUG', `unplug ${id}: the guest did not release it: ${r instanceof Error ? r.message : `no DEVICE_DELETED within ${timeoutMs} ms`}`);
+    }
+    // Ask again; QEMU may answer that an unplug is already pending, which is fine.
+    await qmp.execute('device_del', { id }).catch(() => {});
+  }
+  await qmp.execute('blockdev-del', { 'node-name': `${id}-node` });
+}

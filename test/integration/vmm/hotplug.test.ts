@@ -1,0 +1,64 @@
+// Hotplug against a real VM: vCPUs, a DIMM, and a virtio-blk disk on a root
+// port that the guest kernel releases again when asked (DEVICE_DELETED comes
+// only after the guest let go of it).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Vm, guestAssets, hotplugBlock, hotplugCpus, hotplugMemory, listMemoryDevices, unplugBlock } from '../../../src/vmm/index.js';
+import { killLeftovers } from '../../helpers/vmm-leaks.js';
+
+let root: string;
+let vm: Vm;
+
+before(async () => {
+  root = await mkdtemp(join(tmpdir(), 'frakti-hotplug-'));
+  const a = guestAssets();
+  vm = await Vm.launch({
+    id: 'hotplug', dir: join(root, 'vm'), cpus: 1, maxCpus: 3, memoryMiB: 256, maxMemoryMiB: 768,
+    kernel: a.kernel, initrd: a.initrd, accel: 'tcg', channel: { kind: 'serial' }, pcieRootPorts: 1,
+  });
+});
+
+after(async () => {
+  await vm?.stop({ timeoutMs: 5_000 }).catch(() => {});
+  const left = await killLeftovers(root);
+  await rm(root, { recursive: true, force: true });
+  assert.deepEqual(left, []);
+});
+
+test('vCPUs are added up to maxcpus, never beyond, never removed', async () => {
+  assert.equal(await hotplugCpus(vm.qmp, 3), 2);
+  assert.equal(((await vm.qmp.execute('query-cpus-fast')) as unknown[]).length, 3);
+  assert.equal(await hotplugCpus(vm.qmp, 3), 0);
+  await assert.rejects(hotplugCpus(vm.qmp, 4), /maxcpus=3/);
+  await assert.rejects(hotplugCpus(vm.qmp, 1), /can only be added/);
+});
+
+test('memory is added as DIMMs of whole blocks', async () => {
+  await assert.rejects(hotplugMemory(vm.qmp, 'dimm-bad', 100, false), /multiples of 128 MiB/);
+  await hotplugMemory(vm.qmp, 'dimm0', 256, false);
+  assert.deepEqual(await listMemoryDevices(vm.qmp), [{ id: 'dimm0', sizeMiB: 256 }]);
+  // Beyond maxmem QEMU refuses, and the half-made backend is taken away again.
+  await assert.rejects(hotplugMemory(vm.qmp, 'dimm1', 512, false), /QMP device_add/);
+  await hotplugMemory(vm.qmp, 'dimm1', 256, false);
+  assert.deepEqual((await listMemoryDevices(vm.qmp)).map((d) => d.id), ['dimm0', 'dimm1']);
+});
+
+test('a disk is plugged on a free root port and released by the guest on unplug', async () => {
+  const disk = join(root, 'disk.img');
+  await writeFile(disk, '');
+  await truncate(disk, 16 * 1024 * 1024);
+  assert.equal(await hotplugBlock(vm.qmp, { id: 'vol0', path: disk, readonly: true }), 'rp0');
+  const blocks = (await vm.qmp.execute('query-block')) as { qdev: string; inserted?: { ro: boolean; file: string } }[];
+  const b = blocks.find((x) => x.qdev.includes('vol0'));
+  assert.equal(b?.inserted?.file, disk);
+  assert.equal(b?.inserted?.ro, true);
+  await assert.rejects(hotplugBlock(vm.qmp, { id: 'vol1', path: disk }), /no free PCIe root port \(the VM has 1\)/);
+  await unplugBlock(vm.qmp, 'vol0');
+  assert.ok(!((await vm.qmp.execute('query-block')) as { qdev: string }[]).some((x) => x.qdev.includes('vol0')));
+  // The port is free again.
+  assert.equal(await hotplugBlock(vm.qmp, { id: 'vol2', path: disk }), 'rp0');
+  await unplugBlock(vm.qmp, 'vol2');
+});
