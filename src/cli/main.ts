@@ -14,6 +14,7 @@ interface CommandModule {
 const COMMANDS: Record<string, string> = {
   check: 'check',
   qmp: 'qmp',
+  console: 'console',
   daemon: 'daemon',
   image: 'image',
   run: 'run',

@@ -96,3 +96,19 @@ test('the interactive shell runs commands from its input', async () => {
   assert.match(r.stdout, /"name": "frakti-pod-qmp-cli"/);
   assert.match(r.stdout, /error: QMP nope: CommandNotFound/);
 });
+
+test('console prints what the guest wrote on its serial port', async () => {
+  // The agent announces itself on the console once it is up; reading consumes, so collect.
+  let seen = '';
+  const deadline = Date.now() + 30_000;
+  while (!/frakti-agent: ready/.test(seen) && Date.now() < deadline) {
+    const r = await frakti(['console', '--state', join(root, 'state'), POD]);
+    assert.equal(r.exitCode, 0, r.stderr);
+    seen += r.stdout;
+    await new Promise((res) => setTimeout(res, 200));
+  }
+  assert.match(seen, /frakti-agent: ready/);
+  const bad = await frakti(['console']);
+  assert.equal(bad.exitCode, 2);
+  assert.match(bad.stderr, /missing TARGET/);
+});
