@@ -1,0 +1,58 @@
+// A pod's network, made in the order teardown needs: the namespace, the CNI
+// attachment (its DEL registered before ADD, since ADD can half-allocate),
+// then the tap that joins eth0 to the VM. What the guest must configure is
+// read back from the namespace, as CNI left it.
+import { errorMessage } from '../lib/errors.js';
+import type { UndoStack } from '../lib/undo.js';
+import {
+  CniNetwork, createNetns, deleteNetns, netnsPath, podIps, wireTap, type PodNetworkRequest, type TapWiring,
+} from '../network/index.js';
+import { PodError } from './errors.js';
+import type { PodSpec } from './types.js';
+
+export interface PodNetwork {
+  netns: string;
+  netnsPath: string;
+  ips: string[];
+  wiring: TapWiring;
+}
+
+/** Name of a pod's namespace: short (ip netns names are file names), unique by pod id. */
+export function podNetnsName(podId: string): string {
+  return `frakti-${podId.slice(0, 16)}`;
+}
+
+export function cniRequest(podId: string, spec: PodSpec): PodNetworkRequest {
+  return {
+    podId,
+    podName: spec.metadata.name,
+    podNamespace: spec.metadata.namespace,
+    netnsPath: netnsPath(podNetnsName(podId)),
+    portMappings: spec.portMappings.map((p) => ({ hostPort: p.hostPort, containerPort: p.containerPort, protocol: p.protocol, ...(p.hostIp ? { hostIP: p.hostIp } : {}) })),
+  };
+}
+
+export async function setUpPodNetwork(podId: string, spec: PodSpec, cni: CniNetwork, undo: UndoStack): Promise<PodNetwork> {
+  const netns = podNetnsName(podId);
+  await createNetns(netns);
+  undo.push(`delete netns ${netns}`, () => deleteNetns(netns));
+  const req = cniRequest(podId, spec);
+  undo.push(`CNI DEL ${cni.name}`, () => cni.del(req));
+  let result;
+  try {
+    result = await cni.add(req);
+  } catch (err) {
+    throw new PodError('INTERNAL', `set up pod network (${cni.name}): ${errorMessage(err)}`, {}, err);
+  }
+  // The tap and its filters live in the namespace: deleting it removes them.
+  const wiring = await wireTap(netns);
+  return { netns, netnsPath: req.netnsPath, ips: podIps(result), wiring };
+}
+
+/** Idempotent teardown: CNI DEL (also for a half-made pod), then the namespace. */
+export async function tearDownPodNetwork(podId: string, spec: PodSpec, cni: CniNetwork): Promise<void> {
+  const failures: string[] = [];
+  await cni.del(cniRequest(podId, spec)).catch((err) => failures.push(errorMessage(err)));
+  await deleteNetns(podNetnsName(podId)).catch((err) => failures.push(errorMessage(err)));
+  if (failures.length > 0) throw new PodError('INTERNAL', `tear down pod network: ${failures.join('; ')}`);
+}
