@@ -212,6 +212,25 @@ export class Vm extends EventEmitter {
   }
 }
 
+/**
+ * Removes whatever a VM directory still holds when no live Vm object exists
+ * (frakti restarted, or the VM died): QEMU and virtiofsd if they still run,
+ * the share mount, the directory. Idempotent.
+ */
+export async function destroyVmDir(dir: string): Promise<void> {
+  const paths = vmPaths(dir);
+  const pid = await readPidFile(paths.pidFile);
+  if (pid !== undefined && (await isAlive(pid))) await terminate(pid, KILL_GRACE_MS);
+  await stopVirtiofsd(paths);
+  try {
+    const spec = JSON.parse(await readFile(paths.specFile, 'utf8')) as VmSpec;
+    if (spec.share?.source) await unmountShare(spec.share.source);
+  } catch {
+    /* no spec: nothing was shared */
+  }
+  await rm(dir, { recursive: true, force: true });
+}
+
 async function startQemu(spec: ValidVmSpec, paths: VmPaths, timeoutMs: number, undo: UndoStack): Promise<number> {
   for (const f of [paths.qmpSocket, paths.debugQmpSocket, paths.agentSocket, paths.pidFile]) await rm(f, { force: true });
   // QEMU's own stderr goes to a file: it must outlive frakti, so no pipe to us.

@@ -1,0 +1,222 @@
+// Containers: create, start, stop, remove.
+//
+//   (create) --> CREATED --start--> RUNNING --exit/stop--> EXITED --remove--> (gone)
+//
+// The rootfs is an overlay under the pod's shared directory; the agent
+// creates the container from a spec; output is pumped into the CRI log.
+import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
+import { dirname, join, posix } from 'node:path';
+import { execa } from 'execa';
+import { errorMessage } from '../lib/errors.js';
+import { logger } from '../lib/log.js';
+import { UndoStack } from '../lib/undo.js';
+import { destroyVmDir } from '../vmm/index.js';
+import type { GuestContainerSpec, GuestMount, ProcessIo } from './agent-port.js';
+import { GUEST_SHARE_DIR, newId, type PodContext } from './context.js';
+import { CriLogWriter } from './cri-log-writer.js';
+import { PodError } from './errors.js';
+import { mergeArgs, mergeEnv, resolveUser, type ImageDefaults } from './process-spec.js';
+import { mountRootfs, unmountRootfs } from './rootfs-mount.js';
+import type { ContainerSpec } from './types.js';
+
+const log = logger('pod');
+export const KILL_WAIT_MS = 10_000;
+/** The capabilities a container gets by default, as Docker and containerd give them. */
+export const DEFAULT_CAPABILITIES = [
+  'CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FSETID', 'CAP_FOWNER', 'CAP_MKNOD', 'CAP_NET_RAW', 'CAP_SETGID', 'CAP_SETUID',
+  'CAP_SETFCAP', 'CAP_SETPCAP', 'CAP_NET_BIND_SERVICE', 'CAP_SYS_CHROOT', 'CAP_KILL', 'CAP_AUDIT_WRITE',
+];
+
+export function containerName(ctx: PodContext, podId: string, spec: ContainerSpec): string {
+  const m = ctx.pods.must(podId).meta.spec.metadata;
+  return `${spec.name}_${m.name}_${m.namespace}_${m.uid}_${spec.attempt}`;
+}
+
+function capabilities(spec: ContainerSpec): string[] {
+  const norm = (c: string) => (c.toUpperCase().startsWith('CAP_') ? c.toUpperCase() : `CAP_${c.toUpperCase()}`);
+  if (spec.capabilities.drop.map((c) => c.toUpperCase()).includes('ALL')) return spec.capabilities.add.map(norm);
+  const caps = new Set(DEFAULT_CAPABILITIES);
+  for (const c of spec.capabilities.add) caps.add(norm(c));
+  for (const c of spec.capabilities.drop) caps.delete(norm(c));
+  return [...caps];
+}
+
+/** Host-path mounts reach the guest as bind mounts into the share (readonly remounted so). */
+async function shareHostPaths(ctx: PodContext, podId: string, id: string, spec: ContainerSpec, undo: UndoStack): Promise<GuestMount[]> {
+  const out: GuestMount[] = [];
+  for (const [i, m] of spec.mounts.entries()) {
+    if (!posix.isAbsolute(m.containerPath) || m.containerPath.split('/').includes('..')) {
+      throw new PodError('INVALID_ARGUMENT', `mount container path ${JSON.stringify(m.containerPath)} must be absolute without ..`);
+    }
+    const st = await stat(m.hostPath).catch(() => undefined);
+    if (!st) throw new PodError('INVALID_ARGUMENT', `mount host path ${m.hostPath} does not exist`);
+    const target = join(ctx.shareDir(podId), id, 'mounts', String(i));
+    await mkdir(dirname(target), { recursive: true });
+    if (st.isDirectory()) await mkdir(target);
+    else await writeFile(target, '');
+    await execa('mount', ['--rbind', m.hostPath, target]);
+    undo.push(`unmount ${target}`, () => execa('umount', ['-R', '-l', target]).then(() => undefined));
+    if (m.readonly) await execa('mount', ['-o', 'remount,bind,ro', target]);
+    out.push({ kind: 'bind', source: `${GUEST_SHARE_DIR}/${id}/mounts/${i}`, destination: m.containerPath, readonly: m.readonly });
+  }
+  return out;
+}
+
+export async function createContainer(ctx: PodContext, podId: string, spec: ContainerSpec): Promise<string> {
+  const pod = ctx.pods.must(podId);
+  const live = ctx.livePods.get(podId);
+  if (pod.status.state !== 'READY' || !live) throw new PodError('FAILED_PRECONDITION', `pod ${podId} is not ready (${pod.status.reason ?? pod.status.state})`);
+  if (spec.privileged) throw new PodError('INVALID_ARGUMENT', 'privileged containers cannot run in a VM pod');
+  const id = newId();
+  const name = containerName(ctx, podId, spec);
+  ctx.containerNames.reserve(name, id);
+  const undo = new UndoStack();
+  undo.push(`release name ${name}`, () => ctx.containerNames.release(name, id));
+  try {
+    const image = await ctx.deps.images.acquireImage(spec.imageRef, id);
+    undo.push(`release image ${image.id}`, () => ctx.deps.images.releaseImage(image.id, id));
+    const layers = await ctx.deps.images.rootfsLayers(image.id);
+    const rootfs = join(ctx.shareDir(podId), id, 'rootfs');
+    await mountRootfs({ layers, scratchDir: ctx.containerScratchDir(id), target: rootfs }, undo);
+    undo.push(`remove ${join(ctx.shareDir(podId), id)}`, () => rm(join(ctx.shareDir(podId), id), { recursive: true, force: true }));
+
+    const defaults: ImageDefaults = { ...image.config };
+    const user = await resolveUser(rootfs, defaults, spec.user);
+    const podFiles = `${GUEST_SHARE_DIR}/.pod`;
+    const mounts: GuestMount[] = [
+      { kind: 'bind', source: `${podFiles}/hostname`, destination: '/etc/hostname', readonly: true },
+      { kind: 'bind', source: `${podFiles}/hosts`, destination: '/etc/hosts', readonly: true },
+      ...(pod.meta.spec.dns.servers.length > 0 || pod.meta.spec.dns.searches.length > 0 ? [{ kind: 'bind' as const, source: `${podFiles}/resolv.conf`, destination: '/etc/resolv.conf', readonly: true }] : []),
+      ...(await shareHostPaths(ctx, podId, id, spec, undo)),
+    ];
+    const guestSpec: GuestContainerSpec = {
+      id,
+      rootfs: `${GUEST_SHARE_DIR}/${id}/rootfs`,
+      readonlyRootfs: spec.readonlyRootfs,
+      hostname: pod.meta.spec.hostname,
+      process: {
+        args: mergeArgs(defaults, spec),
+        env: mergeEnv(defaults.env, spec.env),
+        cwd: spec.workingDir || defaults.workingDir || '/',
+        ...user,
+        terminal: spec.tty,
+        stdin: spec.stdin,
+      },
+      mounts,
+      capabilities: spec.privileged ? [] : capabilities(spec),
+      noNewPrivileges: spec.noNewPrivileges,
+      pidNamespace: pod.meta.spec.pidMode,
+      resources: { ...spec.resources },
+    };
+    await mkdir(dirname(spec.logPath), { recursive: true });
+    await live.agent.createContainer(guestSpec);
+    undo.push('remove container in the guest', () => live.agent.removeContainer(id));
+    await ctx.containers.create({ id, podId, spec: { ...spec, imageId: image.id }, createdAt: Date.now() }, { state: 'CREATED' });
+    undo.commit();
+    return id;
+  } catch (err) {
+    const failures = await undo.run();
+    if (failures.length > 0) log.error('container cleanup after a failed create left work undone', { container: id, failures });
+    if (err instanceof PodError) throw err;
+    throw new PodError('INTERNAL', `create container ${spec.name}: ${errorMessage(err)}`, { container: id }, err);
+  }
+}
+
+export async function startContainer(ctx: PodContext, id: string): Promise<void> {
+  const c = ctx.containers.must(id);
+  if (c.status.state !== 'CREATED') throw new PodError('FAILED_PRECONDITION', `container ${id} is ${c.status.state}, not CREATED`);
+  const live = ctx.livePods.get(c.meta.podId);
+  if (!live) throw new PodError('FAILED_PRECONDITION', `the pod of container ${id} is not running`);
+  const logFile = await CriLogWriter.open(c.meta.spec.logPath);
+  try {
+    const io = await live.agent.startContainer(id);
+    await ctx.containers.update(id, (s) => ({ ...s, state: 'RUNNING', startedAt: Date.now(), pid: io.pid }));
+    follow(ctx, id, io, logFile);
+  } catch (err) {
+    await logFile.close();
+    await ctx.containers.update(id, (s) => ({ ...s, state: 'EXITED', finishedAt: Date.now(), exitCode: 128, reason: 'StartError', message: errorMessage(err) }));
+    throw new PodError('INTERNAL', `start container ${id}: ${errorMessage(err)}`, {}, err);
+  }
+}
+
+/** Pumps a process' output into its log and records its exit. Used after start and after a reconnect. */
+export function follow(ctx: PodContext, id: string, io: ProcessIo, logFile: CriLogWriter): void {
+  const c = ctx.containers.must(id);
+  const live = ctx.livePods.get(c.meta.podId)!;
+  const pump = (stream: NodeJS.ReadableStream, name: 'stdout' | 'stderr') =>
+    new Promise<void>((resolve) => {
+      stream.on('data', (chunk: Buffer) => {
+        // Backpressure: the agent's stream pauses while the log write is pending.
+        stream.pause();
+        logFile.write(name, chunk).then(
+          () => stream.resume(),
+          (err) => {
+            log.error('log write failed', { container: id, err: errorMessage(err) });
+            stream.resume();
+          },
+        );
+      });
+      stream.on('end', () => void logFile.end(name).then(resolve, resolve));
+      stream.on('error', () => resolve());
+      stream.on('close', () => resolve());
+    });
+  const drained = Promise.all([pump(io.stdout, 'stdout'), pump(io.stderr, 'stderr')]);
+  const exited = live.agent.wait(id, '').then(
+    async (exit) => {
+      await drained;
+      await logFile.close();
+      await ctx.containers.update(id, (s) => ({
+        ...s,
+        state: 'EXITED',
+        exitCode: exit.exitCode,
+        finishedAt: exit.exitedAt.getTime(),
+        reason: s.reason === 'OOMKilled' ? 'OOMKilled' : exit.exitCode === 0 ? 'Completed' : 'Error',
+      }));
+    },
+    async (err) => {
+      // The channel closed: the VM died (watchVm marks it) or frakti is going down (recovery re-attaches).
+      log.warn('lost the wait on a container', { container: id, err: errorMessage(err) });
+      await logFile.close().catch(() => {});
+    },
+  );
+  ctx.liveContainers.set(id, { log: logFile, io, exited });
+}
+
+/** SIGTERM (or the image's stop signal), then SIGKILL after timeoutSec. */
+export async function stopContainerProcess(ctx: PodContext, id: string, timeoutSec: number): Promise<void> {
+  const c = ctx.containers.must(id);
+  if (c.status.state !== 'RUNNING') return;
+  const live = ctx.livePods.get(c.meta.podId);
+  if (!live) return;
+  const exited = ctx.liveContainers.get(id)?.exited ?? Promise.resolve();
+  const within = (ms: number) => Promise.race([exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), ms))]);
+  if (timeoutSec > 0) {
+    await live.agent.signal(id, '', 'SIGTERM').catch(() => {});
+    if (await within(timeoutSec * 1000)) return;
+  }
+  await live.agent.signal(id, '', 'SIGKILL').catch(() => {});
+  if (!(await within(KILL_WAIT_MS))) throw new PodError('DEADLINE_EXCEEDED', `container ${id} did not exit within ${KILL_WAIT_MS} ms of SIGKILL`);
+}
+
+export async function removeContainer(ctx: PodContext, id: string): Promise<void> {
+  const c = ctx.containers.get(id);
+  if (!c) return;
+  if (c.status.state === 'RUNNING') await stopContainerProcess(ctx, id, 0);
+  const live = ctx.livePods.get(c.meta.podId);
+  if (live) await live.agent.removeContainer(id).catch((err) => log.warn('agent remove failed', { container: id, err: errorMessage(err) }));
+  const mounts = join(ctx.shareDir(c.meta.podId), id, 'mounts');
+  await execa('umount', ['-R', '-l', mounts], { reject: false });
+  await unmountRootfs(join(ctx.shareDir(c.meta.podId), id, 'rootfs'));
+  await rm(join(ctx.shareDir(c.meta.podId), id), { recursive: true, force: true });
+  await rm(dirname(ctx.containerScratchDir(id)), { recursive: true, force: true });
+  await ctx.deps.images.releaseImage(c.meta.spec.imageId, id).catch(() => {});
+  await ctx.liveContainers.get(id)?.log?.close().catch(() => {});
+  ctx.liveContainers.delete(id);
+  await ctx.containers.delete(id);
+  ctx.containerNames.release(containerName(ctx, c.meta.podId, c.meta.spec), id);
+}
+
+/** Removes what a VM directory holds when there is no live VM object. */
+export async function killAndForget(vmDir: string): Promise<void> {
+  await destroyVmDir(vmDir);
+}

@@ -1,0 +1,7 @@
+// The pod room: sandbox and container lifecycle. Composes vmm, agent-protocol, image and network.
+export * from './errors.js';
+export * from './types.js';
+export * from './pod-manager.js';
+export type { PodManagerOptions, PodManagerDeps, PodImages } from './context.js';
+export type * from './agent-port.js';
+export { EXEC_SYNC_MAX_OUTPUT_BYTES } from './exec-ops.js';

@@ -1,0 +1,199 @@
+// The pod room's front door: pods and containers for src/cri. Loads the
+// stored records at start and re-attaches to the VMs that still run.
+import { errorMessage } from '../lib/errors.js';
+import { logger } from '../lib/log.js';
+import { CriLogWriter } from './cri-log-writer.js';
+import { PodContext, podName, type PodManagerDeps, type PodManagerOptions } from './context.js';
+import { containerName, createContainer, follow, removeContainer, startContainer, stopContainerProcess } from './container-ops.js';
+import { execProcess, execSync, type ExecOptions, type ExecSyncResult } from './exec-ops.js';
+import { markContainersGone, removePodSandbox, runPodSandbox, stopPodSandbox, watchVm } from './sandbox-ops.js';
+import { PodError } from './errors.js';
+import type { ContainerResources, ContainerSpec, PodSpec } from './types.js';
+import type { ContainerStats, PodAgent } from './agent-port.js';
+
+const log = logger('pod');
+export const RECOVERY_AGENT_TIMEOUT_MS = 10_000;
+
+export class PodManager {
+  readonly ctx: PodContext;
+
+  constructor(opts: PodManagerOptions, deps: PodManagerDeps) {
+    this.ctx = new PodContext(opts, deps);
+  }
+
+  /** Loads what is stored and re-attaches to running VMs (after a frakti restart). */
+  async start(): Promise<void> {
+    const { ctx } = this;
+    const pods = await ctx.pods.load();
+    const ctrs = await ctx.containers.load();
+    if (pods.broken.length + ctrs.broken.length > 0) log.error('unreadable records were skipped', { pods: pods.broken, containers: ctrs.broken });
+    for (const p of ctx.pods.list()) ctx.podNames.reserve(podName(p.meta.spec.metadata), p.meta.id);
+    for (const c of ctx.containers.list()) {
+      if (ctx.pods.get(c.meta.podId)) ctx.containerNames.reserve(containerName(ctx, c.meta.podId, c.meta.spec), c.meta.id);
+    }
+    for (const p of ctx.pods.list()) {
+      if (p.status.state !== 'READY') continue;
+      await this.reattach(p.meta.id).catch(async (err) => {
+        log.warn('pod VM is gone after restart', { pod: p.meta.id, err: errorMessage(err) });
+        await ctx.pods.update(p.meta.id, (s) => ({ ...s, state: 'NOTREADY', reason: `VM not running after frakti restart: ${errorMessage(err)}`, vmPid: undefined }));
+        await markContainersGone(ctx, p.meta.id, 'the pod VM exited while frakti was down');
+      });
+    }
+  }
+
+  private async reattach(podId: string): Promise<void> {
+    const { ctx } = this;
+    const vm = await ctx.deps.attachVm(ctx.vmDir(podId));
+    let agent: PodAgent;
+    try {
+      agent = await ctx.deps.waitForAgent(vm.agentEndpoint(), { timeoutMs: RECOVERY_AGENT_TIMEOUT_MS });
+    } catch (err) {
+      vm.qmp.close();
+      throw err;
+    }
+    ctx.livePods.set(podId, { vm, agent });
+    watchVm(ctx, podId, vm);
+    const inGuest = new Map((await agent.listContainers()).map((c) => [c.id, c]));
+    for (const c of ctx.containersOf(podId)) {
+      const g = inGuest.get(c.meta.id);
+      if (c.status.state === 'RUNNING' && g?.state === 'running') {
+        const logFile = await CriLogWriter.open(c.meta.spec.logPath);
+        follow(ctx, c.meta.id, await agent.attachIo(c.meta.id, ''), logFile);
+      } else if (c.status.state === 'RUNNING') {
+        await ctx.containers.update(c.meta.id, (s) => ({
+          ...s,
+          state: 'EXITED',
+          exitCode: g?.exit?.exitCode ?? 255,
+          finishedAt: g?.exit?.exitedAt.getTime() ?? Date.now(),
+          reason: g?.exit ? (g.exit.exitCode === 0 ? 'Completed' : 'Error') : 'Unknown',
+          message: g?.exit ? undefined : 'the container was gone from the VM after a frakti restart',
+        }));
+      }
+    }
+    log.info('re-attached pod', { pod: podId });
+  }
+
+  runPodSandbox(spec: PodSpec): Promise<string> {
+    return runPodSandbox(this.ctx, spec);
+  }
+
+  stopPodSandbox(id: string): Promise<void> {
+    if (!this.ctx.pods.get(id)) return Promise.resolve(); // CRI: stopping an unknown pod succeeds.
+    return stopPodSandbox(this.ctx, id);
+  }
+
+  removePodSandbox(id: string): Promise<void> {
+    return removePodSandbox(this.ctx, id);
+  }
+
+  pod(id: string) {
+    return this.ctx.pods.must(this.resolvePodId(id));
+  }
+
+  pods() {
+    return this.ctx.pods.list();
+  }
+
+  /** Full ids or unique prefixes, as crictl passes them. */
+  resolvePodId(idOrPrefix: string): string {
+    return resolvePrefix(idOrPrefix, this.ctx.pods.list().map((p) => p.meta.id), 'pod');
+  }
+
+  resolveContainerId(idOrPrefix: string): string {
+    return resolvePrefix(idOrPrefix, this.ctx.containers.list().map((c) => c.meta.id), 'container');
+  }
+
+  createContainer(podId: string, spec: ContainerSpec): Promise<string> {
+    return createContainer(this.ctx, this.resolvePodId(podId), spec);
+  }
+
+  startContainer(id: string): Promise<void> {
+    return startContainer(this.ctx, this.resolveContainerId(id));
+  }
+
+  stopContainer(id: string, timeoutSec: number): Promise<void> {
+    const full = this.tryContainerId(id);
+    return full ? stopContainerProcess(this.ctx, full, timeoutSec) : Promise.resolve();
+  }
+
+  removeContainer(id: string): Promise<void> {
+    const full = this.tryContainerId(id);
+    return full ? removeContainer(this.ctx, full) : Promise.resolve();
+  }
+
+  container(id: string) {
+    return this.ctx.containers.must(this.resolveContainerId(id));
+  }
+
+  containers() {
+    return this.ctx.containers.list();
+  }
+
+  execSync(id: string, cmd: string[], timeoutSec: number): Promise<ExecSyncResult> {
+    return execSync(this.ctx, this.resolveContainerId(id), cmd, timeoutSec);
+  }
+
+  exec(id: string, cmd: string[], opts: ExecOptions) {
+    return execProcess(this.ctx, this.resolveContainerId(id), cmd, opts);
+  }
+
+  agentOfContainer(id: string): PodAgent {
+    const c = this.container(id);
+    const live = this.ctx.livePods.get(c.meta.podId);
+    if (!live) throw new PodError('FAILED_PRECONDITION', `the pod of container ${c.meta.id} is not running`);
+    return live.agent;
+  }
+
+  agentOfPod(id: string): PodAgent {
+    const full = this.resolvePodId(id);
+    const live = this.ctx.livePods.get(full);
+    if (!live) throw new PodError('FAILED_PRECONDITION', `pod ${full} is not running`);
+    return live.agent;
+  }
+
+  async updateResources(id: string, r: ContainerResources): Promise<void> {
+    const full = this.resolveContainerId(id);
+    await this.agentOfContainer(full).updateResources(full, { ...r });
+  }
+
+  async containerStats(id: string): Promise<ContainerStats | undefined> {
+    const full = this.resolveContainerId(id);
+    const c = this.ctx.containers.must(full);
+    if (c.status.state !== 'RUNNING') return undefined;
+    return this.agentOfContainer(full).containerStats(full);
+  }
+
+  async reopenLog(id: string): Promise<void> {
+    const full = this.resolveContainerId(id);
+    const c = this.ctx.containers.must(full);
+    if (c.status.state !== 'RUNNING') throw new PodError('FAILED_PRECONDITION', `container ${full} is not running`);
+    await this.ctx.liveContainers.get(full)?.log?.reopen();
+  }
+
+  /** Closes agent and QMP connections; VMs keep running (they outlive frakti). */
+  async close(): Promise<void> {
+    for (const live of this.ctx.livePods.values()) {
+      live.agent.close();
+      live.vm.qmp.close();
+    }
+    this.ctx.livePods.clear();
+  }
+
+  private tryContainerId(id: string): string | undefined {
+    try {
+      return this.resolveContainerId(id);
+    } catch (err) {
+      if (err instanceof PodError && err.code === 'NOT_FOUND') return undefined;
+      throw err;
+    }
+  }
+}
+
+function resolvePrefix(idOrPrefix: string, ids: string[], kind: string): string {
+  if (!/^[0-9a-f]{1,64}$/.test(idOrPrefix)) throw new PodError('NOT_FOUND', `${kind} ${JSON.stringify(idOrPrefix)} not found`);
+  if (ids.includes(idOrPrefix)) return idOrPrefix;
+  const hits = ids.filter((i) => i.startsWith(idOrPrefix));
+  if (hits.length === 1) return hits[0]!;
+  if (hits.length === 0) throw new PodError('NOT_FOUND', `${kind} ${idOrPrefix} not found`);
+  throw new PodError('INVALID_ARGUMENT', `${kind} id prefix ${idOrPrefix} is ambiguous (${hits.length} match)`);
+}

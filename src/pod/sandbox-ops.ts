@@ -1,0 +1,186 @@
+// Pod sandboxes: run, stop, remove, status.
+//
+//   (run) --> READY --stop--> NOTREADY --remove--> (gone)
+//               \--VM died--> NOTREADY (reason set)
+//   a teardown step that fails leaves `unknown` set and the name reserved;
+//   a later stop/remove finishes the job.
+import { randomInt } from 'node:crypto';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { errorMessage } from '../lib/errors.js';
+import { logger } from '../lib/log.js';
+import { UndoStack } from '../lib/undo.js';
+import type { Vm } from '../vmm/index.js';
+import { GUEST_SHARE_DIR, SHARE_TAG, newId, podName, type PodContext } from './context.js';
+import { PodError } from './errors.js';
+import { checkHostname, hostsFile, resolvConf } from './guest-files.js';
+import { setUpPodNetwork, tearDownPodNetwork, podNetnsName } from './pod-network.js';
+import { killAndForget, stopContainerProcess } from './container-ops.js';
+import type { PodRecordMeta, PodSpec } from './types.js';
+
+const log = logger('pod');
+export const AGENT_READY_TIMEOUT_MS = 60_000;
+export const UNDO_TIMEOUT_MS = 60_000;
+export const POD_STOP_GRACE_MS = 10_000;
+
+function guard<T>(ctx: PodContext, id: string, what: string, fn: () => Promise<T>): Promise<T> {
+  if (ctx.busy.has(id)) return Promise.reject(new PodError('FAILED_PRECONDITION', `${what}: another operation on ${id} is under way`));
+  ctx.busy.add(id);
+  return fn().finally(() => ctx.busy.delete(id));
+}
+
+/** Files the pod's containers bind-mount: written by the host into the share. */
+export function podFilesDir(ctx: PodContext, podId: string): string {
+  return join(ctx.shareDir(podId), '.pod');
+}
+
+export async function runPodSandbox(ctx: PodContext, spec: PodSpec): Promise<string> {
+  checkHostname(spec.hostname);
+  const resolv = resolvConf(spec.dns);
+  const id = newId();
+  const name = podName(spec.metadata);
+  ctx.podNames.reserve(name, id);
+  const undo = new UndoStack();
+  undo.push(`release name ${name}`, () => ctx.podNames.release(name, id));
+  return guard(ctx, id, 'RunPodSandbox', async () => {
+    try {
+      const meta: PodRecordMeta = { id, spec, createdAt: Date.now(), netns: podNetnsName(id) };
+      // Stored first, NOTREADY: a frakti that dies midway finds the pod and can clean it up.
+      await ctx.pods.create(meta, { state: 'NOTREADY', ips: [], acquired: [], unknown: 'starting' });
+      undo.push('forget the pod record', () => ctx.pods.delete(id));
+
+      const cni = await ctx.deps.network();
+      const net = await setUpPodNetwork(id, spec, cni, undo);
+
+      const share = ctx.shareDir(id);
+      await mkdir(share, { recursive: true, mode: 0o711 });
+      undo.push(`remove ${share}`, () => rm(join(share, '..'), { recursive: true, force: true }));
+      const files = podFilesDir(ctx, id);
+      await mkdir(files, { mode: 0o755 });
+      await writeFile(join(files, 'hostname'), spec.hostname + '\n');
+      await writeFile(join(files, 'hosts'), hostsFile(spec.hostname, net.ips));
+      await writeFile(join(files, 'resolv.conf'), resolv);
+
+      const vm = await launch(ctx, id, spec, net.netnsPath, net.wiring.tap, net.wiring.iface.mac);
+      undo.push(`stop VM ${id}`, () => vm.stop({ timeoutMs: POD_STOP_GRACE_MS }));
+      const agent = await ctx.deps.waitForAgent(vm.agentEndpoint(), { timeoutMs: AGENT_READY_TIMEOUT_MS }).catch(async (err) => {
+        const console = await vm.readConsole(4096).catch(() => '');
+        throw new PodError('INTERNAL', `the guest agent did not come up: ${errorMessage(err)}${console ? `; console: ${console.trim().split('\n').slice(-3).join(' | ')}` : ''}`);
+      });
+      undo.push('close agent', () => agent.close());
+      await agent.setupSandbox({ hostname: spec.hostname, resolvConf: resolv, hosts: hostsFile(spec.hostname, net.ips), sysctls: spec.sysctls, shares: [{ tag: SHARE_TAG, mountPoint: GUEST_SHARE_DIR }] });
+      await agent.configureNetwork({
+        interfaces: [{ mac: net.wiring.iface.mac, mtu: net.wiring.iface.mtu, addresses: net.wiring.iface.addresses }],
+        routes: net.wiring.routes.map((r) => ({ dst: r.dst, gateway: r.gateway })),
+      });
+
+      await ctx.pods.update(id, (s) => ({ ...s, state: 'READY', unknown: undefined, ips: net.ips, vmPid: vm.pid }));
+      ctx.livePods.set(id, { vm, agent });
+      watchVm(ctx, id, vm);
+      undo.commit();
+      log.info('pod running', { pod: id, name, ips: net.ips });
+      return id;
+    } catch (err) {
+      const failures = await withDeadline(undo.run(), UNDO_TIMEOUT_MS);
+      if (failures.length > 0) {
+        log.error('pod cleanup after a failed start left work undone', { pod: id, failures });
+        // The record and name stay so that StopPodSandbox/RemovePodSandbox can finish the job.
+        if (ctx.pods.get(id)) await ctx.pods.update(id, (s) => ({ ...s, state: 'NOTREADY', unknown: failures.join('; ') })).catch(() => {});
+      }
+      if (err instanceof PodError) throw err;
+      throw new PodError('INTERNAL', `run pod ${spec.metadata.namespace}/${spec.metadata.name}: ${errorMessage(err)}`, { pod: id }, err);
+    }
+  });
+}
+
+async function launch(ctx: PodContext, id: string, spec: PodSpec, netnsPath: string, tap: string, mac: string): Promise<Vm> {
+  const base = {
+    id: id.slice(0, 32),
+    dir: ctx.vmDir(id),
+    cpus: spec.cpus,
+    memoryMiB: spec.memoryMiB,
+    kernel: ctx.opts.guest.kernel,
+    initrd: ctx.opts.guest.initrd,
+    accel: ctx.opts.accel,
+    share: { source: ctx.shareDir(id), tag: SHARE_TAG },
+    netns: netnsPath,
+    nics: [{ tap, mac }],
+  };
+  if (!ctx.opts.vsock) return ctx.deps.launchVm({ ...base, channel: { kind: 'serial' } });
+  // A guest CID must be unique on the host; a random one collides rarely, and then once more.
+  try {
+    return await ctx.deps.launchVm({ ...base, channel: { kind: 'vsock', cid: randomInt(3, 2 ** 31) } });
+  } catch (err) {
+    if (!/cid|Address already in use/i.test(errorMessage(err))) throw err;
+    return ctx.deps.launchVm({ ...base, channel: { kind: 'vsock', cid: randomInt(3, 2 ** 31) } });
+  }
+}
+
+/** A VM that goes away without being asked makes the pod NOTREADY and its running containers EXITED. */
+export function watchVm(ctx: PodContext, id: string, vm: Vm): void {
+  vm.on('exit', (exit) => {
+    void (async () => {
+      log.warn('pod VM exited', { pod: id, reason: exit.reason });
+      ctx.livePods.get(id)?.agent.close();
+      ctx.livePods.delete(id);
+      if (ctx.pods.get(id)) await ctx.pods.update(id, (s) => ({ ...s, state: 'NOTREADY', reason: `VM exited: ${exit.reason}`, vmPid: undefined })).catch(() => {});
+      await markContainersGone(ctx, id, `the pod VM exited (${exit.reason})`);
+    })();
+  });
+}
+
+export async function markContainersGone(ctx: PodContext, podId: string, message: string): Promise<void> {
+  for (const c of ctx.containersOf(podId)) {
+    if (c.status.state !== 'RUNNING' && c.status.state !== 'CREATED') continue;
+    await ctx.containers
+      .update(c.meta.id, (s) => ({ ...s, state: 'EXITED', exitCode: s.exitCode ?? 255, finishedAt: s.finishedAt ?? Date.now(), reason: 'Error', message }))
+      .catch(() => {});
+    const live = ctx.liveContainers.get(c.meta.id);
+    await live?.log?.close().catch(() => {});
+    ctx.liveContainers.delete(c.meta.id);
+  }
+}
+
+/** Stops every container, the VM and the network. Idempotent. */
+export async function stopPodSandbox(ctx: PodContext, id: string): Promise<void> {
+  const rec = ctx.pods.must(id);
+  await guard(ctx, id, 'StopPodSandbox', async () => {
+    const failures: string[] = [];
+    const live = ctx.livePods.get(id);
+    if (live) {
+      for (const c of ctx.containersOf(id)) {
+        if (c.status.state === 'RUNNING') await stopContainerProcess(ctx, c.meta.id, 2).catch((err) => failures.push(errorMessage(err)));
+      }
+      ctx.livePods.delete(id);
+      await live.vm.stop({ graceful: () => live.agent.shutdown({ timeoutMs: 3_000 }), timeoutMs: POD_STOP_GRACE_MS }).catch((err) => failures.push(errorMessage(err)));
+      live.agent.close();
+    } else {
+      // No live VM (never started, died, or frakti restarted without it): clean what may be left.
+      await killAndForget(ctx.vmDir(id)).catch((err) => failures.push(errorMessage(err)));
+    }
+    await markContainersGone(ctx, id, 'the pod was stopped');
+    const cni = await ctx.deps.network().catch(() => undefined);
+    if (cni) await tearDownPodNetwork(id, rec.meta.spec, cni).catch((err) => failures.push(errorMessage(err)));
+    await ctx.pods.update(id, (s) => ({ ...s, state: 'NOTREADY', vmPid: undefined, unknown: failures.length > 0 ? failures.join('; ') : undefined }));
+    if (failures.length > 0) throw new PodError('INTERNAL', `stop pod ${id}: ${failures.join('; ')}`);
+  });
+}
+
+export async function removePodSandbox(ctx: PodContext, id: string): Promise<void> {
+  const rec = ctx.pods.get(id);
+  if (!rec) return; // Removing a pod that does not exist succeeds (CRI: idempotent).
+  if (rec.status.state === 'READY' || rec.status.unknown || ctx.livePods.has(id)) await stopPodSandbox(ctx, id);
+  const { removeContainer } = await import('./container-ops.js');
+  for (const c of ctx.containersOf(id)) await removeContainer(ctx, c.meta.id);
+  await guard(ctx, id, 'RemovePodSandbox', async () => {
+    await rm(join(ctx.shareDir(id), '..'), { recursive: true, force: true });
+    await rm(ctx.vmDir(id), { recursive: true, force: true });
+    await ctx.pods.delete(id);
+    ctx.podNames.release(podName(rec.meta.spec.metadata), id);
+  });
+}
+
+function withDeadline<T>(p: Promise<T>, ms: number): Promise<T | string[]> {
+  let timer: NodeJS.Timeout;
+  return Promise.race([p, new Promise<string[]>((r) => (timer = setTimeout(() => r([`cleanup did not finish within ${ms} ms`]), ms)))]).finally(() => clearTimeout(timer));
+}
