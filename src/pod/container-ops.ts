@@ -146,6 +146,7 @@ export function follow(ctx: PodContext, id: string, io: ProcessIo, logFile: CriL
   const pump = (stream: NodeJS.ReadableStream, name: 'stdout' | 'stderr') =>
     new Promise<void>((resolve) => {
       stream.on('data', (chunk: Buffer) => {
+        ctx.outputTaps.get(id)?.(name, chunk);
         // Backpressure: the agent's stream pauses while the log write is pending.
         stream.pause();
         logFile.write(name, chunk).then(
@@ -212,6 +213,7 @@ export async function removeContainer(ctx: PodContext, id: string): Promise<void
   await ctx.deps.images.releaseImage(c.meta.spec.imageId, id).catch(() => {});
   await ctx.liveContainers.get(id)?.log?.close().catch(() => {});
   ctx.liveContainers.delete(id);
+  ctx.outputTaps.delete(id);
   await ctx.containers.delete(id);
   ctx.containerNames.release(containerName(ctx, c.meta.podId, c.meta.spec), id);
 }

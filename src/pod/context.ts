@@ -65,6 +65,8 @@ export class PodContext {
   readonly containerNames = new NameRegistry('container');
   readonly livePods = new Map<string, LivePod>();
   readonly liveContainers = new Map<string, LiveContainer>();
+  /** Extra consumers of a container's output besides its log (`frakti run` prints it). */
+  readonly outputTaps = new Map<string, (stream: 'stdout' | 'stderr', chunk: Buffer) => void>();
   /** Pods and containers with an operation under way: overlapping calls are refused. */
   readonly busy = new Set<string>();
 

@@ -163,6 +163,17 @@ export class PodManager {
     return this.agentOfContainer(full).containerStats(full);
   }
 
+  /** Calls fn with the container's output as it arrives (before it is started). */
+  tapOutput(id: string, fn: (stream: 'stdout' | 'stderr', chunk: Buffer) => void): void {
+    this.ctx.outputTaps.set(this.resolveContainerId(id), fn);
+  }
+
+  /** Resolves when the container has exited and its exit is recorded. */
+  async waitExited(id: string): Promise<void> {
+    const full = this.resolveContainerId(id);
+    await this.ctx.liveContainers.get(full)?.exited;
+  }
+
   async reopenLog(id: string): Promise<void> {
     const full = this.resolveContainerId(id);
     const c = this.ctx.containers.must(full);
