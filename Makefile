@@ -29,7 +29,7 @@ include initrd/initrd.mk
 
 guest: $(GUEST)/vmlinux $(GUEST)/initrd.img
 
-$(GUEST)/vmlinux: guest-kernel/build.sh guest-kernel/frakti.config $(BUILD)/.deps
+$(GUEST)/vmlinux: guest-kernel/build.sh guest-kernel/frakti.config | $(BUILD)/.deps
 	guest-kernel/build.sh $(GUEST)
 	@touch $@
 

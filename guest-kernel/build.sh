@@ -46,6 +46,7 @@ fi
 
 mkdir -p "$out"
 for f in vmlinux config source-version config-hash release; do
+  [ "$cached/$f" -ef "$out/$f" ] && continue
   ln -f "$cached/$f" "$out/$f.tmp" 2>/dev/null || cp "$cached/$f" "$out/$f.tmp"
   mv -f "$out/$f.tmp" "$out/$f"
 done

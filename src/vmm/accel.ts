@@ -6,11 +6,8 @@ import { constants } from 'node:fs';
 import { access } from 'node:fs/promises';
 import { execa } from 'execa';
 import { errorMessage } from '../lib/errors.js';
-import { logger } from '../lib/log.js';
 import { BASE_KERNEL_ARGS } from './qemu-args.js';
 import type { Accel } from './vm-spec.js';
-
-const log = logger('accel');
 
 /** A working KVM boots the trivial guest in well under a second. */
 export const KVM_PROBE_TIMEOUT_MS = 5_000;
@@ -64,7 +61,8 @@ export async function probeKvm(p: ProbeInputs): Promise<{ usable: boolean; reaso
   }
   if (res.exitCode !== 0) {
     const line = res.stderr.trim().split('\n').pop() ?? '';
-    return { usable: false, reason: `QEMU with KVM failed (exit ${res.exitCode}): ${line}` };
+    const how = res.signal ? `killed by ${res.signal}` : `exit ${res.exitCode}`;
+    return { usable: false, reason: `QEMU with KVM failed (${how}): ${line}` };
   }
   return { usable: true, reason: `a guest booted and powered off under KVM in ${ms} ms` };
 }
@@ -75,9 +73,8 @@ export async function chooseAccel(choice: AccelChoice, p: ProbeInputs): Promise<
   if (choice === 'kvm') return { accel: 'kvm', reason: 'forced by --accel kvm' };
   const probe = await probeKvm(p);
   if (probe.usable) return { accel: 'kvm', kvmUsable: true, reason: probe.reason };
-  const decision: AccelDecision = { accel: 'tcg', kvmUsable: false, reason: `KVM not usable: ${probe.reason}; using TCG (software emulation, much slower)` };
-  log.warn(decision.reason);
-  return decision;
+  // The caller reports it (the daemon logs it, the CLI prints it).
+  return { accel: 'tcg', kvmUsable: false, reason: `KVM not usable: ${probe.reason}; using TCG (software emulation, much slower)` };
 }
 
 export function parseAccelChoice(v: string): AccelChoice {

@@ -106,7 +106,12 @@ export class Vm extends EventEmitter {
       }
 
       const pid = await startQemu(spec, paths, startTimeoutMs, undo);
-      const qmp = await QmpClient.connect(paths.qmpSocket, { timeoutMs: startTimeoutMs });
+      // QEMU opens its QMP socket before it loads the kernel: a bad kernel or
+      // initrd ends QEMU right after, and its log says why.
+      const qmp = await connectQmp(paths.qmpSocket, pid, startTimeoutMs).catch(async (err) => {
+        if (await waitGone(pid, 1_000)) throw new VmError('QEMU_START', `start QEMU: ${(await readTail(paths.qemuLog)) || errorMessage(err)}`, { vm: spec.id });
+        throw err;
+      });
       undo.push('close QMP', () => qmp.close());
       const vm = new Vm(spec, paths, pid, qmp);
       // Started paused (-S): every device is attached by now, so run the guest.
@@ -209,6 +214,20 @@ export class Vm extends EventEmitter {
     this.exitInfo = { unexpected: true, reason: this.shutdownReason || 'QEMU exited (killed or crashed)' };
     log.warn('VM exited unexpectedly', { vm: this.id, reason: this.exitInfo.reason });
     this.emit('exit', this.exitInfo);
+  }
+}
+
+/** QEMU binds its socket a moment before it listens: a refused connect is retried, bounded. */
+async function connectQmp(path: string, pid: number, timeoutMs: number): Promise<QmpClient> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      return await QmpClient.connect(path, { timeoutMs: Math.max(1, deadline - Date.now()) });
+    } catch (err) {
+      const refused = /ECONNREFUSED|ENOENT/.test(errorMessage(err));
+      if (!refused || Date.now() >= deadline || !(await isAlive(pid))) throw err;
+      await new Promise((r) => setTimeout(r, 10));
+    }
   }
 }
 

@@ -115,6 +115,17 @@ function waitForSignal(): Promise<NodeJS.Signals> {
   });
 }
 
+/** Waits for `p` at most timeoutMs: shutdown must end even if a store hangs. */
+async function closeWithin(p: Promise<void>, timeoutMs: number): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const timedOut = new Promise<'timeout'>((resolve) => {
+    timer = setTimeout(() => resolve('timeout'), timeoutMs);
+  });
+  const r = await Promise.race([p.then(() => 'closed' as const), timedOut]);
+  clearTimeout(timer);
+  if (r === 'timeout') log.warn('the image store did not close in time; exiting anyway', { timeout_ms: timeoutMs });
+}
+
 export async function run(argv: string[]): Promise<number> {
   const cfg = await resolveConfig(argv);
   if (cfg === 'help') {
@@ -143,7 +154,7 @@ export async function run(argv: string[]): Promise<number> {
     log.info('stopping', { signal: sig });
   } finally {
     await server.stop();
-    await images.close();
+    await closeWithin(images.close(), cfg.shutdownTimeoutMs);
   }
   log.info('stopped');
   return 0;

@@ -1,7 +1,7 @@
 // `frakti image pull|ls|rm|import`: the image store from the command line,
 // on the same root the daemon uses (stop the daemon first or accept that
 // both write the store; every write is atomic either way).
-import { readFile } from 'node:fs/promises';
+import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { ImageStore, type ImageRecord, type PullProgress, type RegistryAuth } from '../../image/index.js';
@@ -64,10 +64,11 @@ function progressPrinter(): { onProgress: (p: PullProgress) => void; done: () =>
     onProgress: (p) => {
       shown = true;
       const bytes = p.bytesTotal ? ` ${mib(p.bytesDone)} / ${mib(p.bytesTotal)}` : '';
-      process.stderr.write(`\r\x1b[Kpulling ${p.ref}: ${p.layersDone}/${p.layersTotal} layers${bytes}`);
+      process.stdout.write(`\r\x1b[Kpulling ${p.ref}: ${p.layersDone}/${p.layersTotal} layers${bytes}`);
     },
     done: () => {
-      if (shown) process.stderr.write('\r\x1b[K');
+      if (shown) process.stdout.write('\r\x1b[K');
+      shown = false;
     },
   };
 }
@@ -119,7 +120,8 @@ export async function run(argv: string[]): Promise<number> {
       want(1, 'one image reference');
       const auth = authOf(values.creds);
       const store = await openStore();
-      const tty = process.stderr.isTTY && !values.quiet;
+      // Progress only for a person watching: not when the id is captured by a script.
+      const tty = process.stdout.isTTY && !values.quiet;
       const progress = tty ? progressPrinter() : undefined;
       try {
         const img = await store.pull(args[0]!, { ...(auth ? { auth } : {}), ...(progress ? { onProgress: progress.onProgress } : {}) });
@@ -161,13 +163,12 @@ export async function run(argv: string[]): Promise<number> {
     }
     case 'import': {
       want(1, 'one archive file');
-      await readFile(args[0]!, { flag: 'r' }).catch(() => {
-        throw new UsageError(`cannot read ${args[0]}`);
-      });
+      const st = await stat(args[0]!).catch(() => undefined);
+      if (!st?.isFile()) throw new UsageError(`no such archive file: ${args[0]}`);
       const store = await openStore();
       try {
         const images = await store.importArchive(args[0]!, values.tag ? { tag: values.tag } : {});
-        for (const img of images) process.stdout.write(`Loaded: ${img.repoTags[0] ?? img.id} (${img.id})\n`);
+        for (const img of images) process.stdout.write(`Loaded: ${img.repoTags.at(-1) ?? img.id} (${img.id})\n`); // the newest tag is the one just given
       } finally {
         await store.close();
       }

@@ -33,7 +33,7 @@ test('defaults are filled in and the command line boots paused, sandboxed, with 
   assert.deepEqual(argValue(args, '-bios'), ['/usr/share/qemu/qboot.rom']);
   assert.ok(argValue(args, '-device').some((d) => d.includes(`name=${AGENT_SERIAL_PORT_NAME}`)));
   assert.equal(argValue(args, '-device').filter((d) => d.startsWith('pcie-root-port')).length, 2);
-  assert.deepEqual(argValue(args, '-qmp'), ['unix:/run/frakti/vm/pod-1/qmp.sock,server=on,wait=off']);
+  assert.deepEqual(argValue(args, '-qmp'), ['unix:/run/frakti/vm/pod-1/qmp.sock,server=on,wait=off', 'unix:/run/frakti/vm/pod-1/qmp-debug.sock,server=on,wait=off']);
 });
 
 test('kvm uses the host CPU; vsock, share and hotplug ceilings appear', () => {
