@@ -1,1 +1,1 @@
-export const FRAKTI_VERSION = '0.1.0';
+export { FRAKTI_VERSION } from '../lib/version.js';

@@ -1,0 +1,253 @@
+// The daemon's configuration: built-in defaults, then an optional TOML file
+// (laid out like containerd's config.toml), then command-line flags; the
+// later wins. Every key of the file also has a flag or a default, so the
+// daemon runs with no file at all. Unknown keys and wrong types are refused
+// with the key named ("image.registry.mirrors.docker.io.endpoints: unknown key").
+//
+//   version = 1
+//   root = "/var/lib/frakti"           # --root
+//   state = "/run/frakti"              # --state
+//   [grpc]
+//   address = "/run/frakti/frakti.sock"  # --listen
+//   max_message_bytes = 16777216
+//   shutdown_timeout_ms = 10000        # --shutdown-timeout-ms
+//   [debug]
+//   level = "info"                     # --log-level
+//   [pod]
+//   default_cpus = 1                   # --default-cpus
+//   default_memory_mb = 256            # --default-memory-mb
+//   [image]
+//   max_concurrent_downloads = 3
+//   insecure_registries = ["registry.local:5000"]   # --insecure-registry (repeatable)
+//   [image.registry.mirrors."docker.io"]
+//   endpoint = ["https://mirror.example.com"]
+import { readFile } from 'node:fs/promises';
+import { isAbsolute } from 'node:path';
+import { parse as parseToml, TomlError } from 'smol-toml';
+import { FraktiError, errorMessage } from '../lib/errors.js';
+import type { Level } from '../lib/log.js';
+
+export const CONFIG_VERSION = 1;
+/** A config file is a few KiB; anything bigger is a mistake. */
+const MAX_CONFIG_BYTES = 1024 * 1024;
+
+export const LOG_LEVELS: readonly Level[] = ['error', 'warn', 'info', 'debug'];
+
+export interface DaemonConfig {
+  /** Persistent state (images, pod records). Default /var/lib/frakti. */
+  root: string;
+  /** Volatile state (VM sockets, pid files). Default /run/frakti. */
+  state: string;
+  /** CRI socket. Default /run/frakti/frakti.sock. */
+  listen: string;
+  /** Default info. */
+  logLevel: Level;
+  /** Largest CRI message in either direction. Default 16 MiB. */
+  maxMessageBytes: number;
+  /** Bound on finishing in-flight calls at shutdown. Default 10000. */
+  shutdownTimeoutMs: number;
+  /** vCPUs of a pod VM when the pod gives no resources. Default 1. */
+  defaultCpus: number;
+  /** Memory of a pod VM when the pod gives no resources. Default 256. */
+  defaultMemoryMb: number;
+  image: {
+    /** Layer downloads at once per pull. Default 3. */
+    maxConcurrentDownloads: number;
+    /** Registries spoken to over plain HTTP (host[:port]). Default none (loopback is always allowed). */
+    insecureRegistries: string[];
+    /** Registry host -> mirror endpoints tried first, in order. Default none. */
+    mirrors: Record<string, string[]>;
+  };
+}
+
+/** Where things live by default; the CLI owns these (src/cli/defaults.ts). */
+export interface DefaultPaths {
+  root: string;
+  state: string;
+  listen: string;
+}
+
+export function defaultConfig(paths: DefaultPaths): DaemonConfig {
+  return {
+    ...paths,
+    logLevel: 'info',
+    maxMessageBytes: 16 * 1024 * 1024,
+    shutdownTimeoutMs: 10_000,
+    defaultCpus: 1,
+    defaultMemoryMb: 256,
+    image: { maxConcurrentDownloads: 3, insecureRegistries: [], mirrors: {} },
+  };
+}
+
+export class ConfigError extends FraktiError {
+  constructor(message: string, fields: Record<string, unknown> = {}) {
+    super('CONFIG_INVALID', message, fields);
+  }
+}
+
+// --- the file's schema --------------------------------------------------
+
+type Spec =
+  | { kind: 'path' }
+  | { kind: 'string' }
+  | { kind: 'int'; min: number; max: number }
+  | { kind: 'enum'; values: readonly string[] }
+  | { kind: 'strings'; maxItems: number }
+  | { kind: 'table'; fields: Record<string, Spec> }
+  | { kind: 'map'; value: Spec; maxEntries: number };
+
+const SCHEMA: Spec = {
+  kind: 'table',
+  fields: {
+    version: { kind: 'int', min: CONFIG_VERSION, max: CONFIG_VERSION },
+    root: { kind: 'path' },
+    state: { kind: 'path' },
+    grpc: {
+      kind: 'table',
+      fields: {
+        address: { kind: 'path' },
+        max_message_bytes: { kind: 'int', min: 64 * 1024, max: 1024 * 1024 * 1024 },
+        shutdown_timeout_ms: { kind: 'int', min: 0, max: 600_000 },
+      },
+    },
+    debug: { kind: 'table', fields: { level: { kind: 'enum', values: LOG_LEVELS } } },
+    pod: {
+      kind: 'table',
+      fields: {
+        default_cpus: { kind: 'int', min: 1, max: 256 },
+        default_memory_mb: { kind: 'int', min: 64, max: 1024 * 1024 },
+      },
+    },
+    image: {
+      kind: 'table',
+      fields: {
+        max_concurrent_downloads: { kind: 'int', min: 1, max: 64 },
+        insecure_registries: { kind: 'strings', maxItems: 256 },
+        registry: {
+          kind: 'table',
+          fields: {
+            mirrors: {
+              kind: 'map',
+              maxEntries: 256,
+              value: { kind: 'table', fields: { endpoint: { kind: 'strings', maxItems: 32 } } },
+            },
+          },
+        },
+      },
+    },
+  },
+};
+
+function typeName(v: unknown): string {
+  if (Array.isArray(v)) return 'an array';
+  if (v === null) return 'null';
+  if (typeof v === 'object') return v instanceof Date ? 'a date' : 'a table';
+  return `a ${typeof v}`;
+}
+
+function check(spec: Spec, v: unknown, key: string): void {
+  const fail = (what: string) => {
+    throw new ConfigError(`${key}: ${what}`, { key });
+  };
+  switch (spec.kind) {
+    case 'path':
+      if (typeof v !== 'string') fail(`expected a string path, got ${typeName(v)}`);
+      if (!isAbsolute(v as string)) fail(`must be an absolute path, got '${v as string}'`);
+      return;
+    case 'string':
+      if (typeof v !== 'string') fail(`expected a string, got ${typeName(v)}`);
+      return;
+    case 'int': {
+      // smol-toml gives integers as numbers (or bigint past 2^53, which is out of range anyway).
+      if (typeof v === 'bigint' || (typeof v === 'number' && Number.isInteger(v))) {
+        const n = Number(v);
+        if (n < spec.min || n > spec.max) fail(`${String(v)} is out of range ${spec.min}..${spec.max}`);
+        return;
+      }
+      return fail(`expected an integer, got ${typeName(v)}`);
+    }
+    case 'enum':
+      if (typeof v !== 'string' || !spec.values.includes(v)) fail(`expected one of ${spec.values.join(', ')}, got ${JSON.stringify(v)}`);
+      return;
+    case 'strings':
+      if (!Array.isArray(v) || v.some((s) => typeof s !== 'string')) fail(`expected an array of strings, got ${typeName(v)}`);
+      if ((v as unknown[]).length > spec.maxItems) fail(`at most ${spec.maxItems} entries`);
+      return;
+    case 'table': {
+      if (typeof v !== 'object' || v === null || Array.isArray(v) || v instanceof Date) return fail(`expected a table, got ${typeName(v)}`);
+      for (const [k, sub] of Object.entries(v)) {
+        const childKey = key ? `${key}.${k}` : k;
+        const s = spec.fields[k];
+        if (!s) throw new ConfigError(`${childKey}: unknown key`, { key: childKey });
+        check(s, sub, childKey);
+      }
+      return;
+    }
+    case 'map': {
+      if (typeof v !== 'object' || v === null || Array.isArray(v) || v instanceof Date) return fail(`expected a table, got ${typeName(v)}`);
+      const entries = Object.entries(v);
+      if (entries.length > spec.maxEntries) fail(`at most ${spec.maxEntries} entries`);
+      for (const [k, sub] of entries) check(spec.value, sub, `${key}.${k}`);
+      return;
+    }
+  }
+}
+
+/* eslint-disable @typescript-eslint/no-explicit-any */
+/** Applies a parsed, validated TOML document over `base`. */
+function applyFile(base: DaemonConfig, doc: any): DaemonConfig {
+  const c = structuredClone(base);
+  if (doc.root !== undefined) c.root = doc.root;
+  if (doc.state !== undefined) c.state = doc.state;
+  const g = doc.grpc ?? {};
+  if (g.address !== undefined) c.listen = g.address;
+  if (g.max_message_bytes !== undefined) c.maxMessageBytes = Number(g.max_message_bytes);
+  if (g.shutdown_timeout_ms !== undefined) c.shutdownTimeoutMs = Number(g.shutdown_timeout_ms);
+  if (doc.debug?.level !== undefined) c.logLevel = doc.debug.level;
+  const p = doc.pod ?? {};
+  if (p.default_cpus !== undefined) c.defaultCpus = Number(p.default_cpus);
+  if (p.default_memory_mb !== undefined) c.defaultMemoryMb = Number(p.default_memory_mb);
+  const i = doc.image ?? {};
+  if (i.max_concurrent_downloads !== undefined) c.image.maxConcurrentDownloads = Number(i.max_concurrent_downloads);
+  if (i.insecure_registries !== undefined) c.image.insecureRegistries = [...i.insecure_registries];
+  for (const [host, m] of Object.entries<any>(i.registry?.mirrors ?? {})) c.image.mirrors[host] = [...(m.endpoint ?? [])];
+  return c;
+}
+
+/** Parses and validates the text of a config file; `source` names it in errors. */
+export function parseConfigText(text: string, source: string, base: DaemonConfig): DaemonConfig {
+  let doc: unknown;
+  try {
+    doc = parseToml(text);
+  } catch (err) {
+    const where = err instanceof TomlError ? ` (line ${err.line}, column ${err.column})` : '';
+    throw new ConfigError(`${source}: not valid TOML${where}: ${errorMessage(err).split('\n')[0]}`, { source });
+  }
+  try {
+    check(SCHEMA, doc, '');
+  } catch (err) {
+    if (err instanceof ConfigError) throw new ConfigError(`${source}: ${err.message}`, { source, ...err.fields });
+    throw err;
+  }
+  return applyFile(base, doc);
+}
+
+export async function loadConfigFile(path: string, base: DaemonConfig): Promise<DaemonConfig> {
+  let text: Buffer;
+  try {
+    text = await readFile(path);
+  } catch (err) {
+    throw new ConfigError(`cannot read config file ${path}: ${errorMessage(err)}`, { path });
+  }
+  if (text.length > MAX_CONFIG_BYTES) throw new ConfigError(`${path}: larger than ${MAX_CONFIG_BYTES} bytes`, { path });
+  return parseConfigText(text.toString('utf8'), path, base);
+}
+
+/** Cross-field checks that hold however the values were given. */
+export function validateConfig(c: DaemonConfig): void {
+  for (const [name, v] of [['root', c.root], ['state', c.state], ['listen', c.listen]] as const) {
+    if (!isAbsolute(v)) throw new ConfigError(`${name} must be an absolute path, got '${v}'`, { key: name });
+  }
+  // A unix socket path longer than sun_path (108 bytes) cannot be bound.
+  if (Buffer.byteLength(c.listen) > 107) throw new ConfigError(`listen socket path is longer than 107 bytes: ${c.listen}`, { key: 'listen' });
+}

@@ -1,0 +1,9 @@
+// Public API of the CRI room: the server, its handler tables and the
+// daemon's configuration. The CLI imports only from here.
+export { CriServer, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_SHUTDOWN_TIMEOUT_MS, SOCKET_MODE, socketAnswers, type CriServerOptions } from './server.js';
+export { runtimeHandlers, type RuntimeServiceDeps } from './runtime-service.js';
+export { imageHandlers } from './image-service.js';
+export { imageStoreHolder, imageRootOf, type ImageStoreHolder } from './image-store-holder.js';
+export { CriError, SocketError, toGrpcStatus } from './errors.js';
+export { CRI_PROTO_PATH, PROTO_LOADER_OPTIONS, loadCriServices } from './proto.js';
+export { ConfigError, LOG_LEVELS, defaultConfig, loadConfigFile, parseConfigText, validateConfig, type DaemonConfig } from './daemon-config.js';

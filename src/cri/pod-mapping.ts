@@ -1,0 +1,202 @@
+// CRI pods and containers <-> the pod room's own types. Validation of what
+// a client sends happens here, with messages that name the field.
+import type { ContainerRecordMeta, ContainerRecordStatus, ContainerResources, ContainerSpec, PodRecordMeta, PodRecordStatus, PodSpec } from '../pod/index.js';
+import { CriError, invalidArgument } from './errors.js';
+import type { StringMap } from './cri-types.js';
+import type {
+  Container, ContainerConfig, ContainerState, ContainerStatus, LinuxContainerResources, NamespaceOption, PodSandbox, PodSandboxConfig, PodSandboxState, PodSandboxStatus,
+} from './runtime-types.js';
+
+export interface VmSizing {
+  defaultCpus: number;
+  defaultMemoryMiB: number;
+  /** Memory the guest kernel and agent need on top of the containers' limits. */
+  guestOverheadMiB: number;
+  maxCpus: number;
+}
+
+const MIB = 1024 * 1024;
+export const MAX_LABELS = 256;
+
+/** int64 nanoseconds since the epoch, as the CRI wants timestamps. */
+export function nanos(ms: number | undefined): string {
+  return ms === undefined ? '0' : (BigInt(Math.round(ms)) * 1_000_000n).toString();
+}
+
+function int(v: string | number | undefined | null): number {
+  const n = Number(v ?? 0);
+  return Number.isFinite(n) ? n : 0;
+}
+
+function stringMap(m: StringMap | undefined | null, field: string): Record<string, string> {
+  const out = { ...(m ?? {}) };
+  if (Object.keys(out).length > MAX_LABELS) throw invalidArgument(`${field}: more than ${MAX_LABELS} entries`);
+  return out;
+}
+
+/** A VM pod cannot share the node's namespaces: say so plainly (another runtime serves such pods). */
+function checkNamespaces(ns: NamespaceOption | null | undefined, where: string): 'pod' | 'container' {
+  if (!ns) return 'container';
+  for (const [kind, mode] of [['network', ns.network], ['pid', ns.pid], ['ipc', ns.ipc]] as const) {
+    if (mode === 'NODE') {
+      throw new CriError('INVALID_ARGUMENT', `${where}: a VM pod cannot share the host's ${kind} namespace (host${kind === 'network' ? 'Network' : kind === 'pid' ? 'PID' : 'IPC'}); run it with a runtime handler for host pods`);
+    }
+  }
+  if (ns.pid === 'TARGET') throw new CriError('INVALID_ARGUMENT', `${where}: PID namespace TARGET is not supported by VM pods`);
+  return ns.pid === 'POD' ? 'pod' : 'container';
+}
+
+/** The VM's vCPUs and memory: from the pod's resources and overhead when kubelet sends them. */
+export function vmSize(linux: PodSandboxConfig['linux'], s: VmSizing): { cpus: number; memoryMiB: number } {
+  const r = linux?.resources;
+  const o = linux?.overhead;
+  const period = int(r?.cpu_period) || int(o?.cpu_period) || 100_000;
+  const quota = Math.max(0, int(r?.cpu_quota)) + Math.max(0, int(o?.cpu_quota));
+  const mem = Math.max(0, int(r?.memory_limit_in_bytes)) + Math.max(0, int(o?.memory_limit_in_bytes));
+  const cpus = quota > 0 ? Math.min(s.maxCpus, Math.max(1, Math.ceil(quota / period))) : s.defaultCpus;
+  const memoryMiB = mem > 0 ? Math.ceil(mem / MIB) + s.guestOverheadMiB : s.defaultMemoryMiB;
+  return { cpus, memoryMiB };
+}
+
+export function toPodSpec(config: PodSandboxConfig | null, runtimeHandler: string, sizing: VmSizing): PodSpec {
+  if (!config?.metadata) throw invalidArgument('RunPodSandbox: config.metadata is required');
+  const m = config.metadata;
+  if (!m.name || !m.namespace || !m.uid) throw invalidArgument('RunPodSandbox: metadata name, namespace and uid are required');
+  const ports = config.port_mappings.map((p) => {
+    if (!Number.isInteger(p.container_port) || p.container_port < 1 || p.container_port > 65535) throw invalidArgument(`port mapping: container_port ${p.container_port} out of range`);
+    if (!Number.isInteger(p.host_port) || p.host_port < 0 || p.host_port > 65535) throw invalidArgument(`port mapping: host_port ${p.host_port} out of range`);
+    return { protocol: (p.protocol || 'TCP').toLowerCase() as 'tcp' | 'udp' | 'sctp', containerPort: p.container_port, hostPort: p.host_port, hostIp: p.host_ip };
+  });
+  const pidMode = checkNamespaces(config.linux?.security_context?.namespace_options, 'RunPodSandbox');
+  if (config.linux?.security_context?.privileged) throw invalidArgument('RunPodSandbox: privileged pods cannot run in a VM; use a runtime handler for host pods');
+  return {
+    metadata: { name: m.name, uid: m.uid, namespace: m.namespace, attempt: m.attempt },
+    hostname: config.hostname || m.name,
+    logDirectory: config.log_directory,
+    dns: { servers: config.dns_config?.servers ?? [], searches: config.dns_config?.searches ?? [], options: config.dns_config?.options ?? [] },
+    portMappings: ports.filter((p) => p.hostPort > 0),
+    labels: stringMap(config.labels, 'labels'),
+    annotations: stringMap(config.annotations, 'annotations'),
+    pidMode,
+    sysctls: { ...(config.linux?.sysctls ?? {}) },
+    ...vmSize(config.linux, sizing),
+    runtimeHandler,
+  };
+}
+
+function resources(r: LinuxContainerResources | null | undefined): ContainerResources {
+  if (!r) return {};
+  const out: ContainerResources = {};
+  if (int(r.cpu_shares) > 0) out.cpuShares = int(r.cpu_shares);
+  if (int(r.cpu_quota) > 0) out.cpuQuota = int(r.cpu_quota);
+  if (int(r.cpu_period) > 0) out.cpuPeriod = int(r.cpu_period);
+  if (int(r.memory_limit_in_bytes) > 0) out.memoryLimitBytes = int(r.memory_limit_in_bytes);
+  if (r.cpuset_cpus) out.cpusetCpus = r.cpuset_cpus;
+  return out;
+}
+
+export function toResources(r: LinuxContainerResources | null | undefined): ContainerResources {
+  return resources(r);
+}
+
+export function toContainerSpec(config: ContainerConfig | null, pod: PodSpec): ContainerSpec {
+  if (!config?.metadata?.name) throw invalidArgument('CreateContainer: config.metadata.name is required');
+  const image = config.image?.image;
+  if (!image) throw invalidArgument('CreateContainer: config.image.image is required');
+  if (config.devices.length > 0) throw invalidArgument('CreateContainer: host devices cannot be passed into a VM pod');
+  const sc = config.linux?.security_context;
+  checkNamespaces(sc?.namespace_options, 'CreateContainer');
+  const logPath = config.log_path ? (pod.logDirectory ? `${pod.logDirectory}/${config.log_path}` : config.log_path) : '';
+  if (!logPath.startsWith('/')) throw invalidArgument('CreateContainer: log_directory/log_path must make an absolute path');
+  if (logPath.split('/').includes('..')) throw invalidArgument('CreateContainer: log path must not contain ..');
+  return {
+    name: config.metadata.name,
+    attempt: config.metadata.attempt,
+    imageRef: image,
+    imageId: '',
+    command: config.command,
+    args: config.args,
+    env: config.envs.map((e) => [e.key, e.value]),
+    workingDir: config.working_dir,
+    user: {
+      ...(sc?.run_as_user ? { uid: int(sc.run_as_user.value) } : {}),
+      ...(sc?.run_as_username ? { username: sc.run_as_username } : {}),
+      ...(sc?.run_as_group ? { gid: int(sc.run_as_group.value) } : {}),
+      additionalGids: (sc?.supplemental_groups ?? []).map(int),
+    },
+    mounts: config.mounts.map((mnt) => {
+      if (!mnt.host_path || !mnt.container_path) throw invalidArgument('CreateContainer: a mount needs host_path and container_path');
+      return { containerPath: mnt.container_path, hostPath: mnt.host_path, readonly: mnt.readonly };
+    }),
+    logPath,
+    tty: config.tty,
+    stdin: config.stdin,
+    stdinOnce: config.stdin_once,
+    labels: stringMap(config.labels, 'labels'),
+    annotations: stringMap(config.annotations, 'annotations'),
+    readonlyRootfs: sc?.readonly_rootfs ?? false,
+    privileged: sc?.privileged ?? false,
+    capabilities: { add: sc?.capabilities?.add_capabilities ?? [], drop: sc?.capabilities?.drop_capabilities ?? [] },
+    noNewPrivileges: sc?.no_new_privs ?? false,
+    resources: resources(config.linux?.resources),
+  };
+}
+
+const POD_STATE: Record<string, PodSandboxState> = { READY: 'SANDBOX_READY', NOTREADY: 'SANDBOX_NOTREADY' };
+const CONTAINER_STATE: Record<string, ContainerState> = { CREATED: 'CONTAINER_CREATED', RUNNING: 'CONTAINER_RUNNING', EXITED: 'CONTAINER_EXITED', UNKNOWN: 'CONTAINER_UNKNOWN' };
+
+export function toPodSandbox(r: { meta: PodRecordMeta; status: PodRecordStatus }): PodSandbox {
+  return {
+    id: r.meta.id,
+    metadata: r.meta.spec.metadata,
+    state: POD_STATE[r.status.state] ?? 'SANDBOX_NOTREADY',
+    created_at: nanos(r.meta.createdAt),
+    labels: r.meta.spec.labels,
+    annotations: r.meta.spec.annotations,
+    runtime_handler: r.meta.spec.runtimeHandler,
+  };
+}
+
+export function toPodSandboxStatus(r: { meta: PodRecordMeta; status: PodRecordStatus }): PodSandboxStatus {
+  const [ip, ...more] = r.status.ips;
+  const pid = r.meta.spec.pidMode === 'pod' ? 'POD' : 'CONTAINER';
+  return {
+    ...toPodSandbox(r),
+    network: { ip: ip ?? '', additional_ips: more.map((x) => ({ ip: x })) },
+    linux: { namespaces: { options: { network: 'POD', pid, ipc: 'POD', target_id: '' } } },
+  };
+}
+
+export function toContainer(r: { meta: ContainerRecordMeta; status: ContainerRecordStatus }): Container {
+  return {
+    id: r.meta.id,
+    pod_sandbox_id: r.meta.podId,
+    metadata: { name: r.meta.spec.name, attempt: r.meta.spec.attempt },
+    image: { image: r.meta.spec.imageRef },
+    image_ref: r.meta.spec.imageId,
+    image_id: r.meta.spec.imageId,
+    state: CONTAINER_STATE[r.status.state] ?? 'CONTAINER_UNKNOWN',
+    created_at: nanos(r.meta.createdAt),
+    labels: r.meta.spec.labels,
+    annotations: r.meta.spec.annotations,
+  };
+}
+
+export function toContainerStatus(r: { meta: ContainerRecordMeta; status: ContainerRecordStatus }): ContainerStatus {
+  const s = r.status;
+  return {
+    ...toContainer(r),
+    started_at: nanos(s.startedAt),
+    finished_at: nanos(s.finishedAt),
+    exit_code: s.exitCode ?? 0,
+    reason: s.reason ?? '',
+    message: s.message ?? '',
+    mounts: r.meta.spec.mounts.map((m) => ({ container_path: m.containerPath, host_path: m.hostPath, readonly: m.readonly })),
+    log_path: r.meta.spec.logPath,
+  };
+}
+
+/** Every label of the selector must be present with the same value. */
+export function matchesLabels(labels: Record<string, string>, selector: StringMap | undefined | null): boolean {
+  return Object.entries(selector ?? {}).every(([k, v]) => labels[k] === v);
+}

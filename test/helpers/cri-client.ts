@@ -1,0 +1,196 @@
+// A CRI client generated at run time from our own src/cri/api.proto, and a
+// helper that runs the real daemon (`bin/frakti daemon`) as a child for
+// integration and end-to-end tests. Both clean up after themselves.
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { execa, type ResultPromise } from 'execa';
+import * as grpc from '@grpc/grpc-js';
+import { loadCriServices } from '../../src/cri/proto.js';
+import { FRAKTI_BIN } from './cli-run.js';
+
+/** Default bound on one CRI call from a test. */
+export const CALL_TIMEOUT_MS = 60_000;
+const READY_TIMEOUT_MS = 30_000;
+const STOP_TIMEOUT_MS = 15_000;
+
+/* eslint-disable @typescript-eslint/no-explicit-any */
+export type CriCall = (req?: Record<string, unknown>, opts?: { timeoutMs?: number }) => Promise<any>;
+
+/** One promise-returning function per unary RPC, keyed by the proto's method name. */
+export interface CriClient {
+  runtime: Record<string, CriCall>;
+  image: Record<string, CriCall>;
+  /** Server-streaming RPCs: resolves with every message received. */
+  runtimeStream: Record<string, CriCall>;
+  imageStream: Record<string, CriCall>;
+  close(): void;
+}
+
+function promisifyService(client: grpc.Client, def: grpc.ServiceDefinition): { unary: Record<string, CriCall>; stream: Record<string, CriCall> } {
+  const unary: Record<string, CriCall> = {};
+  const stream: Record<string, CriCall> = {};
+  for (const [name, m] of Object.entries(def)) {
+    const fn = (client as any)[name].bind(client);
+    const deadline = (ms?: number) => ({ deadline: Date.now() + (ms ?? CALL_TIMEOUT_MS) });
+    if (m.responseStream) {
+      stream[name] = (req = {}, opts = {}) =>
+        new Promise((resolve, reject) => {
+          const out: unknown[] = [];
+          const call = fn(req, deadline(opts.timeoutMs));
+          call.on('data', (d: unknown) => out.push(d));
+          call.on('error', reject);
+          call.on('end', () => resolve(out));
+        });
+    } else {
+      const p = promisify(fn as (req: unknown, md: grpc.Metadata, o: grpc.CallOptions, cb: (e: unknown, r: unknown) => void) => void);
+      unary[name] = (req = {}, opts = {}) => p(req, new grpc.Metadata(), deadline(opts.timeoutMs));
+    }
+  }
+  return { unary, stream };
+}
+
+/** A client of both CRI services on the unix socket at `socketPath`. */
+export function criClient(socketPath: string): CriClient {
+  const { RuntimeService, ImageService } = loadCriServices();
+  const creds = grpc.credentials.createInsecure();
+  const target = `unix://${socketPath}`;
+  const options = { 'grpc.max_receive_message_length': 16 * 1024 * 1024 };
+  const rt = new RuntimeService(target, creds, options);
+  const im = new ImageService(target, creds, options);
+  const r = promisifyService(rt, RuntimeService.service);
+  const i = promisifyService(im, ImageService.service);
+  return {
+    runtime: r.unary,
+    image: i.unary,
+    runtimeStream: r.stream,
+    imageStream: i.stream,
+    close() {
+      rt.close();
+      im.close();
+    },
+  };
+}
+
+export interface RunningDaemon {
+  dir: string;
+  socket: string;
+  root: string;
+  state: string;
+  child: ResultPromise;
+  client: CriClient;
+  /** Everything the daemon wrote to stderr so far (its logs). */
+  stderr(): string;
+  /** SIGTERM, wait for exit (bounded), then SIGKILL; returns the exit code. */
+  stop(): Promise<number | undefined>;
+  /** stop() and remove the temp directory. Safe to call twice. */
+  cleanup(): Promise<void>;
+}
+
+export interface StartDaemonOptions {
+  /** Extra flags after --listen/--root/--state. */
+  args?: string[];
+  /** Use this directory instead of a new temp dir (it is not removed). */
+  dir?: string;
+  env?: Record<string, string>;
+  /** Wait until Version answers (default true). */
+  waitReady?: boolean;
+}
+
+/** Waits until `fn` returns true, polling, at most timeoutMs. */
+export async function waitFor(what: string, fn: () => Promise<boolean>, timeoutMs: number, intervalMs = 50): Promise<void> {
+  const end = Date.now() + timeoutMs;
+  for (;;) {
+    if (await fn().catch(() => false)) return;
+    if (Date.now() > end) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, intervalMs));
+  }
+}
+
+/**
+ * Starts `bin/frakti daemon` on a socket in a fresh temp dir and waits until
+ * it answers Version. Register `d.cleanup` with t.after right away.
+ */
+export async function startDaemon(opts: StartDaemonOptions = {}): Promise<RunningDaemon> {
+  const ownDir = opts.dir === undefined;
+  const dir = opts.dir ?? (await mkdtemp(join(tmpdir(), 'frakti-cri-')));
+  const socket = join(dir, 'frakti.sock');
+  const root = join(dir, 'root');
+  const state = join(dir, 'state');
+  let err = '';
+  const child = execa(FRAKTI_BIN, ['daemon', '--listen', socket, '--root', root, '--state', state, '--log-level', 'debug', ...(opts.args ?? [])], {
+    reject: false,
+    env: opts.env,
+    stdin: 'ignore',
+    buffer: false,
+  });
+  child.stderr?.on('data', (b: Buffer) => {
+    // Bounded: a test never needs more than the last MiB of logs.
+    err = (err + b.toString()).slice(-1024 * 1024);
+  });
+  child.stdout?.resume();
+  const client = criClient(socket);
+  let exited = false;
+  let exitCode: number | undefined;
+  const exitedP = child.then((r) => {
+    exited = true;
+    exitCode = r.exitCode;
+    return r.exitCode;
+  });
+  let cleaned = false;
+  const d: RunningDaemon = {
+    dir,
+    socket,
+    root,
+    state,
+    child,
+    client,
+    stderr: () => err,
+    async stop() {
+      client.close();
+      if (!exited) {
+        child.kill('SIGTERM');
+        const t = setTimeout(() => child.kill('SIGKILL'), STOP_TIMEOUT_MS);
+        await exitedP;
+        clearTimeout(t);
+      }
+      return exitCode;
+    },
+    async cleanup() {
+      if (cleaned) return;
+      cleaned = true;
+      await d.stop();
+      if (ownDir) await rm(dir, { recursive: true, force: true });
+    },
+  };
+  if (opts.waitReady ?? true) {
+    try {
+      const end = Date.now() + READY_TIMEOUT_MS;
+      for (;;) {
+        if (exited) throw new Error(`daemon exited with ${exitCode} before it was ready:\n${err}`);
+        const up = await client.runtime.Version!({}, { timeoutMs: 1000 }).then(
+          () => true,
+          () => false,
+        );
+        if (up) break;
+        if (Date.now() > end) throw new Error(`daemon did not answer Version within ${READY_TIMEOUT_MS} ms:\n${err}`);
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    } catch (e) {
+      await d.cleanup();
+      throw e;
+    }
+  }
+  return d;
+}
+
+/** Runs `fn` and returns the gRPC error it throws (fails if it does not throw). */
+export async function grpcError(p: Promise<unknown>): Promise<grpc.ServiceError> {
+  try {
+    await p;
+  } catch (err) {
+    return err as grpc.ServiceError;
+  }
+  throw new Error('expected the call to fail, it succeeded');
+}

@@ -1,0 +1,72 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ConfigError, defaultConfig, parseConfigText, validateConfig } from '../../../src/cri/daemon-config.js';
+
+const base = () => defaultConfig({ root: '/var/lib/frakti', state: '/run/frakti', listen: '/run/frakti/frakti.sock' });
+
+test('an empty file keeps every default', () => {
+  assert.deepEqual(parseConfigText('', 'cfg.toml', base()), base());
+});
+
+test('a full file sets every key', () => {
+  const c = parseConfigText(
+    `version = 1
+root = "/srv/frakti"
+state = "/run/f2"
+[grpc]
+address = "/run/f2/cri.sock"
+max_message_bytes = 8388608
+shutdown_timeout_ms = 3000
+[debug]
+level = "debug"
+[pod]
+default_cpus = 2
+default_memory_mb = 512
+[image]
+max_concurrent_downloads = 5
+insecure_registries = ["reg.local:5000"]
+[image.registry.mirrors."docker.io"]
+endpoint = ["https://mirror.example.com"]
+`,
+    'cfg.toml',
+    base(),
+  );
+  assert.equal(c.root, '/srv/frakti');
+  assert.equal(c.state, '/run/f2');
+  assert.equal(c.listen, '/run/f2/cri.sock');
+  assert.equal(c.maxMessageBytes, 8388608);
+  assert.equal(c.shutdownTimeoutMs, 3000);
+  assert.equal(c.logLevel, 'debug');
+  assert.equal(c.defaultCpus, 2);
+  assert.equal(c.defaultMemoryMb, 512);
+  assert.deepEqual(c.image, { maxConcurrentDownloads: 5, insecureRegistries: ['reg.local:5000'], mirrors: { 'docker.io': ['https://mirror.example.com'] } });
+});
+
+test('unknown keys are refused with the key named', () => {
+  const bad = (text: string, key: RegExp) =>
+    assert.throws(() => parseConfigText(text, 'cfg.toml', base()), (e: unknown) => e instanceof ConfigError && key.test(e.message) && e.message.startsWith('cfg.toml: '));
+  bad('roots = "/x"', /^cfg.toml: roots: unknown key$/);
+  bad('[grpc]\nadress = "/x"', /grpc.adress: unknown key/);
+  bad('[image.registry.mirrors."docker.io"]\nendpoints = []', /image.registry.mirrors.docker.io.endpoints: unknown key/);
+});
+
+test('wrong types and ranges are refused with the key named', () => {
+  const bad = (text: string, msg: RegExp) => assert.throws(() => parseConfigText(text, 'cfg.toml', base()), msg);
+  bad('root = 5', /root: expected a string path, got a number/);
+  bad('root = "relative"', /root: must be an absolute path/);
+  bad('version = 2', /version: 2 is out of range 1..1/);
+  bad('[pod]\ndefault_cpus = 1.5', /pod.default_cpus: expected an integer/);
+  bad('[pod]\ndefault_cpus = 0', /pod.default_cpus: 0 is out of range/);
+  bad('[debug]\nlevel = "loud"', /debug.level: expected one of error, warn, info, debug/);
+  bad('grpc = 3', /grpc: expected a table/);
+  bad('[image]\ninsecure_registries = [1]', /image.insecure_registries: expected an array of strings/);
+  bad('root = ', /not valid TOML \(line 1/);
+});
+
+test('cross-field checks: absolute paths, socket path length', () => {
+  const c = base();
+  c.listen = '/' + 'x'.repeat(120);
+  assert.throws(() => validateConfig(c), /longer than 107 bytes/);
+  c.listen = 'rel.sock';
+  assert.throws(() => validateConfig(c), /listen must be an absolute path/);
+});

@@ -1,0 +1,43 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { status } from '@grpc/grpc-js';
+import { CriError, toGrpcStatus } from '../../../src/cri/errors.js';
+import { FraktiError } from '../../../src/lib/errors.js';
+import { AmbiguousReferenceError, ImageInUseError, ImageNotFoundError, InvalidReferenceError, PullAbortedError, RegistryAuthError, RegistryError } from '../../../src/image/index.js';
+import { PodError } from '../../../src/pod/errors.js';
+
+test('stable codes map to their gRPC status and keep the message', () => {
+  const cases: [FraktiError, status][] = [
+    [new CriError('NOT_FOUND', 'no pod x'), status.NOT_FOUND],
+    [new CriError('INVALID_ARGUMENT', 'bad'), status.INVALID_ARGUMENT],
+    [new CriError('ALREADY_EXISTS', 'dup'), status.ALREADY_EXISTS],
+    [new CriError('FAILED_PRECONDITION', 'running'), status.FAILED_PRECONDITION],
+    [new CriError('DEADLINE_EXCEEDED', 'slow'), status.DEADLINE_EXCEEDED],
+    [new CriError('UNIMPLEMENTED', 'later'), status.UNIMPLEMENTED],
+    [new PodError('ALREADY_EXISTS', 'pod name reserved'), status.ALREADY_EXISTS],
+    [new ImageNotFoundError('busybox'), status.NOT_FOUND],
+    [new InvalidReferenceError('UPPER', 'uppercase'), status.INVALID_ARGUMENT],
+    [new AmbiguousReferenceError('sha256:ab', 2), status.INVALID_ARGUMENT],
+    [new ImageInUseError('sha256:ab', ['c1']), status.FAILED_PRECONDITION],
+    [new PullAbortedError('busybox'), status.CANCELLED],
+    [new RegistryAuthError('denied'), status.PERMISSION_DENIED],
+    [new RegistryError('manifest unknown', { status: 404 }), status.NOT_FOUND],
+    [new RegistryError('bad gateway', { status: 502 }), status.UNKNOWN],
+    // Codes of other rooms fall back on their wording.
+    [new FraktiError('SANDBOX_NOT_FOUND', 'no sandbox'), status.NOT_FOUND],
+    [new FraktiError('AGENT_TIMEOUT', 'agent did not answer'), status.DEADLINE_EXCEEDED],
+    [new FraktiError('QMP_PROTOCOL', 'garbage'), status.INTERNAL],
+  ];
+  for (const [err, want] of cases) {
+    const got = toGrpcStatus(err);
+    assert.equal(status[got.code], status[want], err.code);
+    assert.equal(got.details, err.message);
+  }
+});
+
+test('a plain Error is INTERNAL and says so', () => {
+  const got = toGrpcStatus(new TypeError('x is undefined'));
+  assert.equal(got.code, status.INTERNAL);
+  assert.equal(got.details, 'internal error: x is undefined');
+  assert.equal(toGrpcStatus('thrown string').code, status.INTERNAL);
+});
