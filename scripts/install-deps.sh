@@ -8,6 +8,7 @@ packages=(
   protobuf-c-compiler libprotobuf-c-dev musl-tools   # guest agent
   linux-source-6.1 bc flex bison libelf-dev libssl-dev cpio   # guest kernel
   containernetworking-plugins iproute2 iptables   # pod networking
+  attr zstd                        # image unpack: xattrs, opaque dirs, zstd layers
   docker-registry skopeo umoci     # tests: local registry, image building
 )
 missing=()

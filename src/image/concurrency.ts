@@ -1,0 +1,101 @@
+// Small concurrency helpers: single-flight (callers of the same key share one
+// run), a bounded pool, and a reader/writer lock (pulls read, GC writes).
+
+export class SingleFlight<T> {
+  private readonly inFlight = new Map<string, Promise<T>>();
+
+  run(key: string, fn: () => Promise<T>): Promise<T> {
+    const existing = this.inFlight.get(key);
+    if (existing) return existing;
+    const p = fn().finally(() => this.inFlight.delete(key));
+    this.inFlight.set(key, p);
+    return p;
+  }
+
+  get size(): number {
+    return this.inFlight.size;
+  }
+}
+
+/** Runs fn over items with at most `limit` at once; the first failure rejects (the rest still settle). */
+export async function mapBounded<I, O>(items: I[], limit: number, fn: (item: I, index: number) => Promise<O>): Promise<O[]> {
+  const out: O[] = new Array(items.length);
+  let next = 0;
+  let failed = false;
+  let firstErr: unknown;
+  const worker = async () => {
+    while (!failed && next < items.length) {
+      const i = next++;
+      try {
+        out[i] = await fn(items[i]!, i);
+      } catch (err) {
+        if (!failed) firstErr = err;
+        failed = true;
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
+  if (failed) throw firstErr;
+  return out;
+}
+
+export class RwLock {
+  private readers = 0;
+  private writer = false;
+  private readonly waiting: { write: boolean; go: () => void }[] = [];
+
+  private pump(): void {
+    while (this.waiting.length) {
+      const w = this.waiting[0]!;
+      if (w.write ? this.writer || this.readers > 0 : this.writer) return;
+      this.waiting.shift();
+      if (w.write) this.writer = true;
+      else this.readers++;
+      w.go();
+    }
+  }
+
+  private acquire(write: boolean): Promise<() => void> {
+    return new Promise((resolve) => {
+      this.waiting.push({
+        write,
+        go: () =>
+          resolve(() => {
+            if (write) this.writer = false;
+            else this.readers--;
+            this.pump();
+          }),
+      });
+      this.pump();
+    });
+  }
+
+  async read<T>(fn: () => Promise<T>): Promise<T> {
+    const release = await this.acquire(false);
+    try {
+      return await fn();
+    } finally {
+      release();
+    }
+  }
+
+  async write<T>(fn: () => Promise<T>): Promise<T> {
+    const release = await this.acquire(true);
+    try {
+      return await fn();
+    } finally {
+      release();
+    }
+  }
+}
+
+/** Serialises async sections (metadata updates). */
+export class Mutex {
+  private tail: Promise<unknown> = Promise.resolve();
+
+  run<T>(fn: () => Promise<T>): Promise<T> {
+    const p = this.tail.then(fn, fn);
+    this.tail = p.catch(() => {});
+    return p;
+  }
+}

@@ -1,0 +1,87 @@
+// Errors of the image room. Each has a stable `code`; the CRI layer maps
+// them to gRPC status codes (see the comment on each class).
+import { FraktiError, type ErrorFields } from '../lib/errors.js';
+
+export class ImageError extends FraktiError {}
+
+/** A reference that does not parse (INVALID_ARGUMENT). */
+export class InvalidReferenceError extends ImageError {
+  constructor(ref: string, why: string) {
+    super('IMAGE_REFERENCE_INVALID', `invalid image reference '${ref}': ${why}`, { ref });
+  }
+}
+
+/** No image matches the reference (NOT_FOUND). */
+export class ImageNotFoundError extends ImageError {
+  constructor(ref: string) {
+    super('IMAGE_NOT_FOUND', `no such image: ${ref}`, { ref });
+  }
+}
+
+/** An id prefix matches several images (INVALID_ARGUMENT). */
+export class AmbiguousReferenceError extends ImageError {
+  constructor(ref: string, count: number) {
+    super('IMAGE_REFERENCE_AMBIGUOUS', `image id prefix '${ref}' matches ${count} images`, { ref, count });
+  }
+}
+
+/** The image is held by a container (FAILED_PRECONDITION). */
+export class ImageInUseError extends ImageError {
+  constructor(id: string, holders: string[]) {
+    super('IMAGE_IN_USE', `image ${id} is in use by ${holders.slice(0, 3).join(', ')}${holders.length > 3 ? ` and ${holders.length - 3} more` : ''}`, {
+      id,
+      holders,
+    });
+  }
+}
+
+/** The registry answered, but not with what we asked for (UNKNOWN / NOT_FOUND for 404). */
+export class RegistryError extends ImageError {
+  readonly status: number | undefined;
+  constructor(message: string, fields: ErrorFields & { status?: number } = {}, cause?: unknown) {
+    super('REGISTRY_ERROR', message, fields, { cause });
+    this.status = fields.status;
+  }
+}
+
+/** The registry refused our credentials, or we had none (UNAUTHENTICATED / PERMISSION_DENIED). */
+export class RegistryAuthError extends ImageError {
+  constructor(message: string, fields: ErrorFields = {}) {
+    super('REGISTRY_UNAUTHORIZED', message, fields);
+  }
+}
+
+/** Content that does not match its descriptor: digest, size or media type. */
+export class ContentInvalidError extends ImageError {
+  constructor(message: string, fields: ErrorFields = {}) {
+    super('CONTENT_INVALID', message, fields);
+  }
+}
+
+/** A layer entry that would escape its directory or is otherwise unsafe. */
+export class UnsafeLayerEntryError extends ImageError {
+  constructor(entry: string, why: string, fields: ErrorFields = {}) {
+    super('LAYER_ENTRY_UNSAFE', `layer entry '${entry}' refused: ${why}`, { entry, ...fields });
+  }
+}
+
+/** Options that do not validate (INVALID_ARGUMENT at start-up). */
+export class ImageOptionsError extends ImageError {
+  constructor(message: string, key?: string) {
+    super('IMAGE_OPTIONS_INVALID', message, key ? { key } : {});
+  }
+}
+
+/** An archive given to `import` that is neither docker-save nor OCI layout. */
+export class ArchiveInvalidError extends ImageError {
+  constructor(message: string, fields: ErrorFields = {}) {
+    super('IMAGE_ARCHIVE_INVALID', message, fields);
+  }
+}
+
+/** The pull was abandoned through its AbortSignal (CANCELLED). */
+export class PullAbortedError extends ImageError {
+  constructor(ref: string) {
+    super('IMAGE_PULL_ABORTED', `pull of ${ref} was cancelled`, { ref });
+  }
+}

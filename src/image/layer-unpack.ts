@@ -1,0 +1,254 @@
+// Unpacks one uncompressed layer tar into an empty directory, in the form
+// overlayfs reads as a lower layer: `.wh.NAME` becomes a 0/0 character device
+// NAME, `.wh..wh..opq` sets trusted.overlay.opaque=y on its directory.
+//
+// Nothing escapes the directory: absolute names, `..`, a path through a
+// symlink (written by an earlier entry), and hardlinks to outside or through
+// symlinks are refused with UnsafeLayerEntryError naming the entry. Files are
+// created with O_EXCL|O_NOFOLLOW after removing what was there, so a symlink
+// in the final position is replaced, never followed.
+import { constants as C, createWriteStream } from 'node:fs';
+import { chmod, lchown, link, lstat, lutimes, mkdir, rm, symlink, utimes } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import tar from 'tar-stream';
+import { logger } from '../lib/log.js';
+import { UnsafeLayerEntryError } from './errors.js';
+import { mknod, setXattrs, type NodeKind, type XattrOp } from './special-files.js';
+import { patchTarStreamPax, paxXattrs } from './tar-pax.js';
+
+patchTarStreamPax();
+const log = logger('unpack');
+
+const WHITEOUT_PREFIX = '.wh.';
+const OPAQUE = '.wh..wh..opq';
+/** Bounds on one layer: entries, a path, a symlink target, the unpacked bytes. */
+export const MAX_LAYER_ENTRIES = 1_000_000;
+const MAX_PATH_BYTES = 4096;
+export const DEFAULT_MAX_UNPACKED_BYTES = 64 * 1024 ** 3;
+
+/** Xattrs a layer may carry. trusted.* (overlayfs's own, e.g. a forged opaque or redirect) and other security.* are dropped. */
+function xattrAllowed(name: string): boolean {
+  return name.startsWith('user.') || name === 'security.capability';
+}
+
+export interface UnpackOptions {
+  /** Unpack as root: ownership, device nodes. Default: process.geteuid() === 0. */
+  asRoot?: boolean;
+  maxUnpackedBytes?: number;
+  /** A directory outside destDir for scratch files. */
+  scratchDir: string;
+}
+
+export interface UnpackStats {
+  entries: number;
+  bytes: number;
+  whiteouts: number;
+}
+
+interface Deferred {
+  kind: 'node';
+  node: NodeKind;
+  major: number;
+  minor: number;
+  mode: number;
+  uid: number;
+  gid: number;
+  mtime: Date;
+}
+
+/** Splits an entry name into clean components or refuses it. */
+export function entryComponents(name: string, field = 'name', entry = name): string[] {
+  const what = field === 'name' ? field : `${field} '${name}'`;
+  if (name.includes('\0')) throw new UnsafeLayerEntryError(entry, `${what} contains a NUL byte`);
+  if (Buffer.byteLength(name) > MAX_PATH_BYTES) throw new UnsafeLayerEntryError(entry.slice(0, 80) + '...', `${field} longer than ${MAX_PATH_BYTES} bytes`);
+  if (name.startsWith('/')) throw new UnsafeLayerEntryError(entry, `absolute ${what}`);
+  const parts = name.split('/').filter((p) => p !== '' && p !== '.');
+  if (parts.includes('..')) throw new UnsafeLayerEntryError(entry, `${what} contains '..'`);
+  return parts;
+}
+
+export async function unpackLayer(input: Readable, destDir: string, opts: UnpackOptions): Promise<UnpackStats> {
+  const asRoot = opts.asRoot ?? process.geteuid?.() === 0;
+  const maxBytes = opts.maxUnpackedBytes ?? DEFAULT_MAX_UNPACKED_BYTES;
+  const stats: UnpackStats = { entries: 0, bytes: 0, whiteouts: 0 };
+  /** Relative paths known to be real directories (not symlinks) in destDir. */
+  const dirs = new Set<string>(['']);
+  const dirTimes = new Map<string, Date>();
+  const nodes = new Map<string, Deferred>();
+  const xattrs = new Map<string, XattrOp[]>();
+
+  const forget = (rel: string) => {
+    const prefix = rel + '/';
+    for (const set of [dirs, dirTimes, nodes, xattrs] as (Set<string> | Map<string, unknown>)[]) {
+      for (const k of set.keys()) if (k === rel || k.startsWith(prefix)) set.delete(k);
+    }
+  };
+
+  /** Makes sure every parent of `parts` is a real directory, creating missing ones. */
+  const ensureParents = async (entry: string, parts: string[]) => {
+    let rel = '';
+    for (let i = 0; i < parts.length - 1; i++) {
+      rel = rel ? `${rel}/${parts[i]}` : parts[i]!;
+      if (dirs.has(rel)) continue;
+      const st = await lstat(join(destDir, rel)).catch((e: NodeJS.ErrnoException) => (e.code === 'ENOENT' ? undefined : Promise.reject(e)));
+      if (!st) {
+        await mkdir(join(destDir, rel), { mode: 0o755 });
+      } else if (st.isSymbolicLink()) {
+        throw new UnsafeLayerEntryError(entry, `its path goes through the symlink '${rel}'`);
+      } else if (!st.isDirectory()) {
+        throw new UnsafeLayerEntryError(entry, `its parent '${rel}' is not a directory`);
+      }
+      dirs.add(rel);
+      nodes.delete(rel);
+    }
+  };
+
+  /** Removes whatever is at rel (unless it is a directory and keepDir). */
+  const clear = async (rel: string, keepDir: boolean) => {
+    const st = await lstat(join(destDir, rel)).catch(() => undefined);
+    if (!st) return;
+    if (keepDir && st.isDirectory()) return;
+    await rm(join(destDir, rel), { recursive: true, force: true });
+    forget(rel);
+  };
+
+  const setMeta = async (abs: string, h: tar.Header, symlinkEntry: boolean) => {
+    if (asRoot) await lchown(abs, h.uid ?? 0, h.gid ?? 0);
+    // chown clears set-id bits, so the mode comes after it. Symlinks have no mode of their own.
+    if (!symlinkEntry) await chmod(abs, (h.mode ?? 0o644) & 0o7777);
+    const mtime = h.mtime ?? new Date(0);
+    if (symlinkEntry) await lutimes(abs, mtime, mtime);
+    else await utimes(abs, mtime, mtime);
+  };
+
+  const extract = tar.extract();
+  const handle = async (h: tar.Header, body: Readable): Promise<void> => {
+    if (++stats.entries > MAX_LAYER_ENTRIES) throw new UnsafeLayerEntryError(h.name, `layer has more than ${MAX_LAYER_ENTRIES} entries`);
+    const parts = entryComponents(h.name);
+    if (parts.length === 0) return; // "./" itself: the layer root keeps our mode.
+    const base = parts[parts.length - 1]!;
+    const rel = parts.join('/');
+    const xa = [...paxXattrs(h.pax as Record<string, string> | undefined)].filter(([n]) => xattrAllowed(n));
+
+    if (base === OPAQUE) {
+      await ensureParents(h.name, parts);
+      const dir = parts.slice(0, -1).join('/');
+      if (dir === '') return; // an opaque root means nothing for a lower layer
+      xattrs.set(dir, [...(xattrs.get(dir) ?? []).filter((o) => o.name !== 'trusted.overlay.opaque'), { path: dir, name: 'trusted.overlay.opaque', value: Buffer.from('y') }]);
+      return;
+    }
+    if (base.startsWith(WHITEOUT_PREFIX)) {
+      if (base.startsWith(WHITEOUT_PREFIX + WHITEOUT_PREFIX)) return; // aufs internals (.wh..wh.plnk etc.)
+      const victim = base.slice(WHITEOUT_PREFIX.length);
+      if (victim === '' || victim === '.' || victim === '..') throw new UnsafeLayerEntryError(h.name, 'whiteout of nothing');
+      await ensureParents(h.name, parts);
+      const target = [...parts.slice(0, -1), victim].join('/');
+      await clear(target, false);
+      nodes.set(target, { kind: 'node', node: 'char', major: 0, minor: 0, mode: 0, uid: 0, gid: 0, mtime: h.mtime ?? new Date(0) });
+      stats.whiteouts++;
+      return;
+    }
+
+    await ensureParents(h.name, parts);
+    const abs = join(destDir, rel);
+    switch (h.type) {
+      case 'directory': {
+        await clear(rel, true);
+        await mkdir(abs, { mode: 0o700 }).catch((e: NodeJS.ErrnoException) => (e.code === 'EEXIST' ? undefined : Promise.reject(e)));
+        dirs.add(rel);
+        if (asRoot) await lchown(abs, h.uid ?? 0, h.gid ?? 0);
+        await chmod(abs, (h.mode ?? 0o755) & 0o7777);
+        dirTimes.set(rel, h.mtime ?? new Date(0));
+        break;
+      }
+      case 'file':
+      case 'contiguous-file': {
+        await clear(rel, false);
+        const size = h.size ?? 0;
+        if (stats.bytes + size > maxBytes) throw new UnsafeLayerEntryError(h.name, `layer unpacks to more than ${maxBytes} bytes`);
+        stats.bytes += size;
+        const out = createWriteStream(abs, { flags: (C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW) as unknown as string, mode: 0o600 });
+        await pipeline(body, out);
+        await setMeta(abs, h, false);
+        break;
+      }
+      case 'symlink': {
+        const target = h.linkname ?? '';
+        if (target === '' || target.includes('\0') || Buffer.byteLength(target) > MAX_PATH_BYTES) throw new UnsafeLayerEntryError(h.name, 'symlink target is empty or invalid');
+        await clear(rel, false);
+        // A symlink may point anywhere: it is only ever resolved inside the container.
+        await symlink(target, abs);
+        await setMeta(abs, h, true);
+        break;
+      }
+      case 'link': {
+        const tparts = entryComponents(h.linkname ?? '', 'hardlink target', h.name);
+        if (tparts.length === 0) throw new UnsafeLayerEntryError(h.name, 'hardlink to the layer root');
+        const trel = tparts.join('/');
+        let prefix = '';
+        for (const p of tparts.slice(0, -1)) {
+          prefix = prefix ? `${prefix}/${p}` : p;
+          if (!dirs.has(prefix)) throw new UnsafeLayerEntryError(h.name, `hardlink target '${h.linkname}' is not inside a directory of this layer`);
+        }
+        const tst = await lstat(join(destDir, trel)).catch(() => undefined);
+        if (!tst) throw new UnsafeLayerEntryError(h.name, `hardlink target '${h.linkname}' is not in this layer`);
+        if (tst.isDirectory()) throw new UnsafeLayerEntryError(h.name, `hardlink target '${h.linkname}' is a directory`);
+        if (trel === rel) break;
+        await clear(rel, false);
+        await link(join(destDir, trel), abs);
+        break;
+      }
+      case 'character-device':
+      case 'block-device':
+      case 'fifo': {
+        await clear(rel, false);
+        const node: NodeKind = h.type === 'fifo' ? 'fifo' : h.type === 'character-device' ? 'char' : 'block';
+        nodes.set(rel, { kind: 'node', node, major: h.devmajor ?? 0, minor: h.devminor ?? 0, mode: (h.mode ?? 0o644) & 0o7777, uid: h.uid ?? 0, gid: h.gid ?? 0, mtime: h.mtime ?? new Date(0) });
+        break;
+      }
+      default:
+        throw new UnsafeLayerEntryError(h.name, `unsupported entry type ${String(h.type)}`);
+    }
+    if (xa.length) xattrs.set(rel, xa.map(([name, value]) => ({ path: rel, name, value })));
+  };
+
+  extract.on('entry', (h, body, next) => {
+    handle(h, body as unknown as Readable).then(
+      () => {
+        body.resume();
+        next();
+      },
+      (err) => {
+        body.resume();
+        next(err);
+      },
+    );
+  });
+  await pipeline(input, extract as unknown as NodeJS.WritableStream);
+
+  // Deferred work, in an order that keeps what is set: nodes, then xattrs, then directory times.
+  for (const [rel, n] of nodes) {
+    if (n.node !== 'fifo' && !(n.major === 0 && n.minor === 0) && !asRoot) {
+      log.warn('skipping device node (not root)', { path: rel });
+      continue;
+    }
+    await mknod(destDir, rel, n.node, n.major, n.minor);
+    const abs = join(destDir, rel);
+    if (asRoot) await lchown(abs, n.uid, n.gid);
+    if (n.mode) await chmod(abs, n.mode);
+    await utimes(abs, n.mtime, n.mtime);
+  }
+  const ops = [...xattrs.values()].flat();
+  if (ops.length && !asRoot && ops.some((o) => o.name.startsWith('trusted.') || o.name.startsWith('security.'))) {
+    log.warn('unpacking as non-root: trusted/security xattrs (opaque directories) are skipped');
+  }
+  await setXattrs(destDir, asRoot ? ops : ops.filter((o) => o.name.startsWith('user.')), opts.scratchDir);
+  // Deepest first, so setting a child's time does not disturb its parent's.
+  for (const rel of [...dirTimes.keys()].sort((a, b) => b.length - a.length)) {
+    const t = dirTimes.get(rel)!;
+    await utimes(join(destDir, rel), t, t);
+  }
+  return stats;
+}

@@ -1,0 +1,69 @@
+// One pass from a compressed blob to a committed layer: gzip, zstd and plain
+// tars, with the digest, size and diff id checked before anything is visible.
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Readable } from 'node:stream';
+import { test } from 'node:test';
+import { gzipSync } from 'node:zlib';
+import { ContentStore } from '../../../src/image/content-store.js';
+import { ContentInvalidError } from '../../../src/image/errors.js';
+import { fetchLayer } from '../../../src/image/layer-fetch.js';
+import { MT, layerCompression } from '../../../src/image/manifest.js';
+import { SnapshotStore } from '../../../src/image/snapshot-store.js';
+import { makeLayerTar, sha256 } from '../../helpers/image-registry.js';
+
+async function stores(t: { after(fn: () => Promise<void>): void }) {
+  const root = await mkdtemp(join(tmpdir(), 'frakti-fetch-'));
+  t.after(() => rm(root, { recursive: true, force: true }));
+  const content = new ContentStore(root);
+  const snapshots = new SnapshotStore(root);
+  await content.init();
+  await snapshots.init();
+  return { root, content, snapshots };
+}
+
+const zstdAvailable = (() => {
+  try {
+    execFileSync('zstd', ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+})();
+
+for (const [mediaType, compress] of [
+  [MT.ociLayerGzip, (b: Buffer) => gzipSync(b)],
+  [MT.ociLayer, (b: Buffer) => b],
+  [MT.ociLayerZstd, (b: Buffer) => execFileSync('zstd', ['-q', '-c'], { input: b })],
+] as const) {
+  test(`a ${layerCompression(mediaType)} layer is stored and unpacked`, { skip: mediaType === MT.ociLayerZstd && !zstdAvailable && 'no zstd command' }, async (t) => {
+    const s = await stores(t);
+    const raw = await makeLayerTar([{ name: 'a/b', content: 'payload\n' }]);
+    const blob = compress(raw);
+    const target = { desc: { mediaType, digest: sha256(blob), size: blob.length }, diffId: sha256(raw), compression: layerCompression(mediaType) };
+    await fetchLayer(Readable.from([blob]), target, s, true);
+    assert.equal(await readFile(join(s.snapshots.path(target.diffId), 'a/b'), 'utf8'), 'payload\n');
+    assert.ok(await s.content.has(target.desc.digest));
+  });
+}
+
+test('a wrong digest, size or diff id commits nothing', async (t) => {
+  const s = await stores(t);
+  const raw = await makeLayerTar([{ name: 'f', content: 'x' }]);
+  const blob = gzipSync(raw);
+  const good = { desc: { mediaType: MT.ociLayerGzip, digest: sha256(blob), size: blob.length }, diffId: sha256(raw), compression: 'gzip' as const };
+  const cases = [
+    { ...good, desc: { ...good.desc, digest: sha256(Buffer.from('other')) } },
+    { ...good, desc: { ...good.desc, size: blob.length - 1 } },
+    { ...good, desc: { ...good.desc, size: blob.length + 1 } },
+    { ...good, diffId: sha256(Buffer.from('other')) },
+  ];
+  for (const c of cases) await assert.rejects(fetchLayer(Readable.from([blob]), c, s, true), ContentInvalidError);
+  await assert.rejects(fetchLayer(Readable.from([Buffer.from('not gzip at all')]), { ...good, desc: { ...good.desc, size: 15 } }, s, true));
+  assert.deepEqual(await readdir(join(s.root, 'snapshots')), []);
+  assert.deepEqual(await readdir(join(s.root, 'ingest')), []);
+  assert.deepEqual(await readdir(join(s.root, 'blobs', 'sha256')), []);
+});
