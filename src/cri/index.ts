@@ -7,3 +7,5 @@ export { imageStoreHolder, imageRootOf, type ImageStoreHolder } from './image-st
 export { CriError, SocketError, toGrpcStatus } from './errors.js';
 export { CRI_PROTO_PATH, PROTO_LOADER_OPTIONS, loadCriServices } from './proto.js';
 export { ConfigError, LOG_LEVELS, defaultConfig, loadConfigFile, parseConfigText, validateConfig, type DaemonConfig } from './daemon-config.js';
+export type { PodDeps } from './pod-manager-holder.js';
+export type { VmSizing } from './pod-mapping.js';

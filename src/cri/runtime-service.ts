@@ -1,13 +1,53 @@
-// The RuntimeService handler table. Version, Status, RuntimeConfig and
-// UpdateRuntimeConfig are served here; every other RPC answers UNIMPLEMENTED naming itself until the
-// pod room provides it (issue 5).
+// The RuntimeService handler table: runtime info here, pods and containers
+// through the pod room when the daemon hands one in. An RPC without a
+// handler (the streaming Exec/Attach/PortForward URLs, for now) answers
+// UNIMPLEMENTED naming itself.
 import { makeRuntimeStatus, type RuntimeStatusDeps } from './runtime-status.js';
 import { runtimeConfig } from './runtime-config.js';
 import { runtimeVersion } from './runtime-version.js';
 import { RuntimeConfigState } from './runtime-update-config.js';
 import type { HandlerTable } from './service-table.js';
+import type { PodDeps } from './pod-manager-holder.js';
+import { makeRunPodSandbox } from './sandbox-run.js';
+import { makeStopPodSandbox } from './sandbox-stop.js';
+import { makeRemovePodSandbox } from './sandbox-remove.js';
+import { makePodSandboxStatus } from './sandbox-status.js';
+import { makeListPodSandbox } from './sandbox-list.js';
+import { makeCreateContainer } from './container-create.js';
+import { makeStartContainer } from './container-start.js';
+import { makeStopContainer } from './container-stop.js';
+import { makeRemoveContainer } from './container-remove.js';
+import { makeContainerStatus } from './container-status.js';
+import { makeListContainers } from './container-list.js';
+import { makeExecSync } from './container-exec-sync.js';
+import { makeUpdateContainerResources } from './container-update-resources.js';
+import { makeReopenContainerLog } from './container-reopen-log.js';
+import { makeContainerStats, makeListContainerStats, makeListPodSandboxStats, makePodSandboxStats } from './container-stats.js';
 
-export type RuntimeServiceDeps = RuntimeStatusDeps;
+export type RuntimeServiceDeps = RuntimeStatusDeps & { pods?: PodDeps };
+
+function podHandlers(d: PodDeps) {
+  return {
+    RunPodSandbox: makeRunPodSandbox(d),
+    StopPodSandbox: makeStopPodSandbox(d),
+    RemovePodSandbox: makeRemovePodSandbox(d),
+    PodSandboxStatus: makePodSandboxStatus(d),
+    ListPodSandbox: makeListPodSandbox(d),
+    CreateContainer: makeCreateContainer(d),
+    StartContainer: makeStartContainer(d),
+    StopContainer: makeStopContainer(d),
+    RemoveContainer: makeRemoveContainer(d),
+    ContainerStatus: makeContainerStatus(d),
+    ListContainers: makeListContainers(d),
+    ExecSync: makeExecSync(d),
+    UpdateContainerResources: makeUpdateContainerResources(d),
+    ReopenContainerLog: makeReopenContainerLog(d),
+    ContainerStats: makeContainerStats(d),
+    ListContainerStats: makeListContainerStats(d),
+    PodSandboxStats: makePodSandboxStats(d),
+    ListPodSandboxStats: makeListPodSandboxStats(d),
+  };
+}
 
 export function runtimeHandlers(deps: RuntimeServiceDeps = {}): HandlerTable {
   const config = new RuntimeConfigState();
@@ -18,6 +58,7 @@ export function runtimeHandlers(deps: RuntimeServiceDeps = {}): HandlerTable {
       Status: makeRuntimeStatus({ ...deps, verboseInfo }),
       RuntimeConfig: runtimeConfig,
       UpdateRuntimeConfig: config.handler,
+      ...(deps.pods ? podHandlers(deps.pods) : {}),
     },
   };
 }

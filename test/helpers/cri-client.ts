@@ -119,7 +119,9 @@ export async function startDaemon(opts: StartDaemonOptions = {}): Promise<Runnin
   const root = join(dir, 'root');
   const state = join(dir, 'state');
   let err = '';
-  const child = execa(FRAKTI_BIN, ['daemon', '--listen', socket, '--root', root, '--state', state, '--log-level', 'debug', ...(opts.args ?? [])], {
+  // The host's /etc/cni/net.d is not the tests' business: an empty conf dir of
+  // its own gives the daemon frakti's own bridge network, unless a test passes one.
+  const child = execa(FRAKTI_BIN, ['daemon', '--listen', socket, '--root', root, '--state', state, '--log-level', 'debug', '--cni-conf-dir', join(dir, 'cni'), ...(opts.args ?? [])], {
     reject: false,
     env: opts.env,
     stdin: 'ignore',

@@ -19,6 +19,23 @@ import {
   type DaemonConfig,
 } from '../../cri/index.js';
 import { UsageError } from '../cli-error.js';
+import { constants } from 'node:fs';
+import { access } from 'node:fs/promises';
+import { Vm, chooseAccel, guestAssets, parseAccelChoice, type AccelChoice } from '../../vmm/index.js';
+import { waitForAgent } from '../../agent-protocol/index.js';
+import { PodManager, type PodAgent } from '../../pod/index.js';
+import { choosePodNetwork } from '../../pod/pod-network-source.js';
+
+/** Memory the guest kernel and agent need above the containers' limits. */
+const GUEST_OVERHEAD_MIB = 64;
+const MAX_POD_CPUS = 64;
+
+async function vsockUsable(): Promise<boolean> {
+  return access('/dev/vhost-vsock', constants.R_OK | constants.W_OK).then(
+    () => true,
+    () => false,
+  );
+}
 import { DEFAULT_ROOT_DIR, DEFAULT_SOCKET, DEFAULT_STATE_DIR } from '../defaults.js';
 
 export const summary = 'serve the CRI API (runtime.v1) for kubelet and crictl on a unix socket';
@@ -38,7 +55,17 @@ options:
   --default-memory-mb N      memory of a pod VM without resources (default 256)
   --insecure-registry HOST   talk plain HTTP to HOST[:PORT] (repeatable)
   --shutdown-timeout-ms N    bound on finishing calls at shutdown (default 10000)
+  --accel auto|kvm|tcg       accelerator; auto probes KVM by booting a guest (default auto)
+  --cni-conf-dir DIR         CNI network configs (default /etc/cni/net.d; none there:
+                             frakti's own bridge network)
+  --cni-bin-dir DIRS         CNI plugin search path, colon-separated (default /opt/cni/bin:/usr/lib/cni)
   -h, --help`;
+
+export interface PodFlags {
+  accel: AccelChoice;
+  cniConfDir: string;
+  cniBinDirs: string[];
+}
 
 const log = logger('daemon');
 
@@ -50,7 +77,7 @@ function intFlag(name: string, v: string | undefined, min: number, max: number):
 }
 
 /** Defaults, then the config file, then the flags. */
-export async function resolveConfig(argv: string[]): Promise<DaemonConfig | 'help'> {
+export async function resolveConfig(argv: string[]): Promise<{ cfg: DaemonConfig; pod: PodFlags } | 'help'> {
   let values;
   try {
     ({ values } = parseArgs({
@@ -67,6 +94,9 @@ export async function resolveConfig(argv: string[]): Promise<DaemonConfig | 'hel
         'default-memory-mb': { type: 'string' },
         'insecure-registry': { type: 'string', multiple: true },
         'shutdown-timeout-ms': { type: 'string' },
+        accel: { type: 'string', default: 'auto' },
+        'cni-conf-dir': { type: 'string', default: '/etc/cni/net.d' },
+        'cni-bin-dir': { type: 'string', default: '/opt/cni/bin:/usr/lib/cni' },
         help: { type: 'boolean', short: 'h', default: false },
       },
     }));
@@ -95,7 +125,15 @@ export async function resolveConfig(argv: string[]): Promise<DaemonConfig | 'hel
     if (err instanceof ConfigError && values.config === undefined) throw new UsageError(err.message);
     throw err;
   }
-  return cfg;
+  let accel: AccelChoice;
+  try {
+    accel = parseAccelChoice(values.accel!);
+  } catch (err) {
+    throw new UsageError(errorMessage(err));
+  }
+  const cniBinDirs = values['cni-bin-dir']!.split(':').filter(Boolean);
+  if (cniBinDirs.length === 0) throw new UsageError('--cni-bin-dir needs at least one directory');
+  return { cfg, pod: { accel, cniConfDir: values['cni-conf-dir']!, cniBinDirs } };
 }
 
 /** Resolves on the first SIGTERM or SIGINT; a second one exits at once. */
@@ -127,33 +165,70 @@ async function closeWithin(p: Promise<void>, timeoutMs: number): Promise<void> {
 }
 
 export async function run(argv: string[]): Promise<number> {
-  const cfg = await resolveConfig(argv);
-  if (cfg === 'help') {
+  const resolved = await resolveConfig(argv);
+  if (resolved === 'help') {
     process.stdout.write(HELP + '\n');
     return 0;
   }
+  const { cfg, pod: podFlags } = resolved;
   setLogLevel(cfg.logLevel);
   const signalled = waitForSignal();
   // The socket is claimed before anything touches --root or --state, so a
   // second daemon on the same socket stops here without disturbing the first.
   const images = imageStoreHolder(cfg);
+  let pods: PodManager | undefined;
+  const networkSource = { confDir: podFlags.cniConfDir, binDirs: podFlags.cniBinDirs, rootDir: cfg.root };
   const server = await CriServer.listen({
     socketPath: cfg.listen,
     maxMessageBytes: cfg.maxMessageBytes,
     shutdownTimeoutMs: cfg.shutdownTimeoutMs,
-    runtime: runtimeHandlers({ verboseInfo: () => ({ config: JSON.stringify(cfg) }) }),
+    runtime: runtimeHandlers({
+      verboseInfo: () => ({ config: JSON.stringify(cfg) }),
+      network: async () => {
+        const n = await choosePodNetwork(networkSource);
+        return { ready: n.ready, reason: n.reason, message: n.message };
+      },
+      pods: {
+        pods: () => {
+          if (!pods) throw new Error('the pod manager is not started');
+          return pods;
+        },
+        sizing: { defaultCpus: cfg.defaultCpus, defaultMemoryMiB: cfg.defaultMemoryMb, guestOverheadMiB: GUEST_OVERHEAD_MIB, maxCpus: MAX_POD_CPUS },
+      },
+    }),
     image: imageHandlers(images.get),
   });
   try {
     await mkdir(cfg.root, { recursive: true, mode: 0o700 });
     await mkdir(cfg.state, { recursive: true, mode: 0o700 });
     await images.open();
+    const guest = guestAssets();
+    const accel = await chooseAccel(podFlags.accel, { kernel: guest.kernel, bareInitrd: guest.bareInitrd });
+    if (accel.accel === 'tcg') log.warn(accel.reason);
+    else log.info('accelerator', { accel: accel.accel, reason: accel.reason });
+    pods = new PodManager(
+      { rootDir: cfg.root, stateDir: cfg.state, guest, accel: accel.accel, defaultCpus: cfg.defaultCpus, defaultMemoryMiB: cfg.defaultMemoryMb, vsock: await vsockUsable() },
+      {
+        images: images.get(),
+        network: async () => {
+          const n = await choosePodNetwork(networkSource);
+          if (!n.network) throw new Error(n.message);
+          return n.network;
+        },
+        launchVm: (spec) => Vm.launch(spec),
+        attachVm: (dir) => Vm.attach(dir),
+        waitForAgent: (endpoint, o) => waitForAgent(endpoint, o) as unknown as Promise<PodAgent>,
+      },
+    );
+    await pods.start();
     server.gate.setReady();
     log.info('frakti daemon ready', { version: FRAKTI_VERSION, socket: cfg.listen, root: cfg.root, state: cfg.state });
     const sig = await signalled;
     log.info('stopping', { signal: sig });
   } finally {
     await server.stop();
+    // Pod VMs keep running: a restarted daemon re-attaches to them.
+    await pods?.close();
     await closeWithin(images.close(), cfg.shutdownTimeoutMs);
   }
   log.info('stopped');
