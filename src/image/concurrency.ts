@@ -1,6 +1,64 @@
 // Small concurrency helpers: single-flight (callers of the same key share one
 // run), a bounded pool, and a reader/writer lock (pulls read, GC writes).
 
+/**
+ * Like SingleFlight, but the shared work gets a signal of its own that is
+ * aborted only once every caller has gone away: a caller that gives up
+ * (kubelet's pull timeout) does not cancel the pull for the one that retries.
+ */
+export class SharedFlight<T> {
+  private readonly inFlight = new Map<string, { promise: Promise<T>; controller: AbortController; callers: number }>();
+
+  run(key: string, fn: (signal: AbortSignal) => Promise<T>, callerSignal?: AbortSignal): Promise<T> {
+    let entry = this.inFlight.get(key);
+    // Work that every caller left is being cancelled: a new caller starts afresh.
+    if (!entry || entry.controller.signal.aborted) {
+      const controller = new AbortController();
+      const e = { controller, callers: 0, promise: Promise.resolve() as unknown as Promise<T> };
+      e.promise = fn(controller.signal).finally(() => {
+        if (this.inFlight.get(key) === e) this.inFlight.delete(key);
+      });
+      this.inFlight.set(key, e);
+      entry = e;
+    }
+    const e = entry;
+    e.callers++;
+    if (!callerSignal) return e.promise.finally(() => e.callers--);
+    return new Promise<T>((resolve, reject) => {
+      let left = false;
+      const leave = () => {
+        if (left) return;
+        left = true;
+        callerSignal.removeEventListener('abort', onAbort);
+        if (--e.callers === 0) {
+          e.controller.abort();
+          if (this.inFlight.get(key) === e) this.inFlight.delete(key);
+        }
+      };
+      const onAbort = () => {
+        leave();
+        reject(callerSignal.reason instanceof Error ? callerSignal.reason : new Error('aborted'));
+      };
+      if (callerSignal.aborted) return onAbort();
+      callerSignal.addEventListener('abort', onAbort, { once: true });
+      e.promise.then(
+        (v) => {
+          leave();
+          resolve(v);
+        },
+        (err) => {
+          leave();
+          reject(err);
+        },
+      );
+    });
+  }
+
+  get size(): number {
+    return this.inFlight.size;
+  }
+}
+
 export class SingleFlight<T> {
   private readonly inFlight = new Map<string, Promise<T>>();
 

@@ -30,17 +30,29 @@ export interface HttpRequestOptions {
 function once(url: URL, opts: HttpRequestOptions, headers: Record<string, string>): Promise<HttpResponse> {
   return new Promise((resolve, reject) => {
     const mod = url.protocol === 'https:' ? https : http;
+    // The abort listener is ours and is removed when the exchange ends: handing
+    // the signal to http.request leaves it attached to a pooled keep-alive
+    // socket, where a late abort is an error nobody listens to.
+    const signal = opts.signal;
+    if (signal?.aborted) return reject(new DOMException('the pull was cancelled', 'AbortError'));
+    const onAbort = () => req.destroy(new DOMException('the pull was cancelled', 'AbortError'));
+    const detach = () => signal?.removeEventListener('abort', onAbort);
     const req = mod.request(
       url,
-      { method: opts.method ?? 'GET', headers, agent: url.protocol === 'https:' ? httpsAgent : httpAgent, signal: opts.signal, timeout: opts.timeoutMs },
+      { method: opts.method ?? 'GET', headers, agent: url.protocol === 'https:' ? httpsAgent : httpAgent, timeout: opts.timeoutMs },
       (res) => {
         // The same idle bound applies while the body streams.
         res.socket?.setTimeout(opts.timeoutMs);
+        res.once('close', detach);
         resolve({ status: res.statusCode ?? 0, headers: res.headers, url: url.toString(), body: res });
       },
     );
+    signal?.addEventListener('abort', onAbort, { once: true });
     req.on('timeout', () => req.destroy(new TransientError(`no answer from ${url.host} within ${opts.timeoutMs} ms`, { url: url.toString() })));
-    req.on('error', reject);
+    req.on('error', (err) => {
+      detach();
+      reject(err);
+    });
     req.end(opts.body);
   });
 }

@@ -13,7 +13,7 @@ import { mkdir, readdir, lstat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { logger } from '../lib/log.js';
 import { ContentStore } from './content-store.js';
-import { Mutex, RwLock, SingleFlight } from './concurrency.js';
+import { Mutex, RwLock, SharedFlight, SingleFlight } from './concurrency.js';
 import { ImageInUseError, ImageNotFoundError, PullAbortedError } from './errors.js';
 import { ImageIndex } from './image-index.js';
 import { userOf, type ImageConfigBlob } from './manifest.js';
@@ -34,7 +34,7 @@ export class ImageStore {
   private readonly snapshots: SnapshotStore;
   private readonly index: ImageIndex;
   private readonly gcLock = new RwLock();
-  private readonly pullFlight = new SingleFlight<ImageRecord>();
+  private readonly pullFlight = new SharedFlight<ImageRecord>();
   private readonly layerFlight = new SingleFlight<void>();
   private readonly fsInfoMutex = new Mutex();
   private fsInfoCache: { at: number; info: ImageFsInfo } | undefined;
@@ -84,7 +84,7 @@ export class ImageStore {
     this.check();
     const ref = parseReference(refInput);
     const key = formatReference(ref);
-    return this.pullFlight.run(key, () =>
+    return this.pullFlight.run(key, (shared) =>
       this.gcLock.read(async () => {
         let pulled: PulledImage;
         try {
@@ -98,17 +98,21 @@ export class ImageStore {
               layerFlight: this.layerFlight,
             },
             ref,
-            opts,
+            { ...opts, signal: shared },
           );
         } catch (err) {
-          if (opts.signal?.aborted) throw new PullAbortedError(key);
+          if (shared.aborted) throw new PullAbortedError(key);
           throw err;
         }
         const record = await this.record(ref, pulled);
         log.info('pulled image', { ref: key, id: record.id });
         return record;
       }),
-    );
+      opts.signal,
+    ).catch((err) => {
+      if (opts.signal?.aborted) throw new PullAbortedError(key);
+      throw err;
+    });
   }
 
   /** Adds or updates the record of a pulled/imported image and points ref's tag at it. */

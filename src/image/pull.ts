@@ -115,6 +115,18 @@ export async function pullImage(deps: PullDeps, ref: ImageReference, opts: PullO
   log.info('pulling image', { ref: name, layers: targets.length, missing: missing.length });
 
   await mapBounded(missing, deps.maxConcurrentDownloads, async (t) => {
+    // A layer download we joined may belong to a pull that was cancelled; if
+    // ours was not, the layer is fetched again (once) rather than failing.
+    for (let attempt = 0; ; attempt++) {
+      try {
+        await unpackOnce(t);
+        return;
+      } catch (err) {
+        if (attempt > 0 || opts.signal?.aborted || !isAbort(err)) throw err;
+      }
+    }
+  });
+  async function unpackOnce(t: (typeof missing)[number]): Promise<void> {
     await deps.layerFlight.run(t.diffId, async () => {
       if (await deps.snapshots.has(t.diffId)) return;
       const onBytes = (n: number) => {
@@ -130,7 +142,7 @@ export async function pullImage(deps: PullDeps, ref: ImageReference, opts: PullO
     });
     meter.p.layersDone++;
     meter.tick();
-  });
+  }
 
   // Only now, with every layer in place, do the manifest and config become content the image refers to.
   await deps.content.put(manifestDigest, manifestBody);
@@ -143,4 +155,8 @@ export async function pullImage(deps: PullDeps, ref: ImageReference, opts: PullO
     config,
     size: manifest.config.size + manifest.layers.reduce((a, l) => a + l.size, 0),
   };
+}
+
+function isAbort(err: unknown): boolean {
+  return err instanceof Error && (err.name === 'AbortError' || (err as { code?: string }).code === 'IMAGE_PULL_ABORTED');
 }

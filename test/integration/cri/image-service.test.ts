@@ -125,9 +125,7 @@ test('credentials from AuthConfig reach the registry; wrong ones are refused', a
   assert.ok(!d.stderr().includes(creds.password) && !d.stderr().includes(auth));
 });
 
-// todo until src/image shares one download among pulls without tying it to
-// the first caller's AbortSignal (a pull that joins a cancelled one fails too).
-test('a pull whose client gives up is cancelled; the daemon goes on and a later pull completes', { todo: 'image room: SingleFlight pull is cancelled with its first caller' }, async (t) => {
+test('a pull whose client gives up is cancelled; the daemon goes on and a later pull completes', async (t) => {
   const { reg, dir, d } = await setup(t);
   const big = await buildRandomImage(dir, 32 * 1024 * 1024, 4);
   const ref = `${reg.host}/big:latest`;
