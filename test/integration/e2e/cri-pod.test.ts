@@ -1,0 +1,242 @@
+// The kubelet sequence against the real daemon: a real registry, real QEMU,
+// real virtiofsd, frakti's own CNI bridge. One pod with two containers, then
+// idempotent stop/remove, then a leak check; a restart test; five pods at once.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm, mkdir, readdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { status } from '@grpc/grpc-js';
+import { startRegistry, buildBusyboxImage, pushImage, type Registry } from '../../helpers/image-registry.js';
+import { startDaemon, grpcError, waitFor, type RunningDaemon } from '../../helpers/cri-client.js';
+import { killLeftovers, mountsUnder, processesMentioning } from '../../helpers/vmm-leaks.js';
+
+let dir: string;
+let reg: Registry;
+let image: string;
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'frakti-e2e-'));
+  reg = await startRegistry();
+  const built = await buildBusyboxImage(dir);
+  image = `${reg.host}/busybox:latest`;
+  await pushImage(built.layout, image);
+});
+
+after(async () => {
+  await reg?.stop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+/** A daemon with its own dirs under `dir`; after the test nothing of it may be left running or mounted. */
+async function daemon(t: { after(fn: () => unknown): void }, name: string): Promise<RunningDaemon> {
+  const ddir = join(dir, name);
+  await mkdir(ddir, { recursive: true });
+  const d = await startDaemon({ dir: ddir });
+  t.after(async () => {
+    await d.cleanup();
+    // A failed test may leave pods: remove them the way an operator would, then check.
+    const left = await killLeftovers(ddir);
+    for (const m of (await mountsUnder(ddir)).reverse()) await execa('umount', ['-l', m], { reject: false });
+    const ns = (await execa('ip', ['netns', 'list'])).stdout.split('\n').filter((l) => l.startsWith('frakti-'));
+    await rm(ddir, { recursive: true, force: true });
+    assert.deepEqual(left, [], 'QEMU or virtiofsd left running');
+    assert.deepEqual(ns, [], 'network namespaces left');
+  });
+  return d;
+}
+
+function podConfig(name: string, logDir: string, extra: Record<string, unknown> = {}) {
+  return {
+    metadata: { name, uid: `uid-${name}`, namespace: 'default', attempt: 0 },
+    hostname: name,
+    log_directory: logDir,
+    dns_config: { servers: ['10.96.0.10'], searches: ['default.svc.cluster.local'], options: ['ndots:5'] },
+    labels: { app: name },
+    linux: { security_context: { namespace_options: { network: 'POD', pid: 'CONTAINER', ipc: 'POD' } } },
+    ...extra,
+  };
+}
+
+function containerConfig(name: string, command: string[]) {
+  return { metadata: { name, attempt: 0 }, image: { image }, command, log_path: `${name}/0.log`, labels: { c: name } };
+}
+
+/** The CRI log's messages, in order, for lines of one stream. */
+async function logLines(path: string): Promise<string[]> {
+  const text = await readFile(path, 'utf8').catch(() => '');
+  return text.split('\n').filter(Boolean).map((l) => {
+    const m = /^(\S+) (stdout|stderr) ([PF]) (.*)$/.exec(l);
+    assert.ok(m, `not a CRI log line: ${l}`);
+    assert.ok(!Number.isNaN(Date.parse(m[1]!)), `bad timestamp in ${l}`);
+    return `${m[2]} ${m[4]}`;
+  });
+}
+
+test('a pod with two containers, as kubelet drives it, and nothing left after', async (t) => {
+  const d = await daemon(t, 'seq');
+  const rt = d.client.runtime;
+  const pulled = await d.client.image.PullImage!({ image: { image } });
+  assert.match(pulled.image_ref, /^sha256:[0-9a-f]{64}$/);
+
+  const logDir = join(d.dir, 'logs');
+  const config = podConfig('web', logDir);
+  const { pod_sandbox_id: pod } = await rt.RunPodSandbox!({ config });
+  // Same metadata again is refused while the pod exists.
+  const dup = await grpcError(rt.RunPodSandbox!({ config }));
+  assert.equal(dup.code, status.ALREADY_EXISTS);
+
+  const ps = await rt.PodSandboxStatus!({ pod_sandbox_id: pod, verbose: true });
+  assert.equal(ps.status.state, 'SANDBOX_READY');
+  assert.match(ps.status.network.ip, /^10\.88\.\d+\.\d+$/);
+
+  const { container_id: c1 } = await rt.CreateContainer!({ pod_sandbox_id: pod, config: containerConfig('one', ['sh', '-c', 'echo hello from one; echo to stderr >&2; cat /etc/resolv.conf; hostname; sleep 1000']), sandbox_config: config });
+  const { container_id: c2 } = await rt.CreateContainer!({ pod_sandbox_id: pod, config: containerConfig('two', ['sh', '-c', 'trap "echo got TERM; exit 0" TERM; while true; do sleep 0.2; done']), sandbox_config: config });
+  assert.equal((await rt.ContainerStatus!({ container_id: c1 })).status.state, 'CONTAINER_CREATED');
+  await rt.StartContainer!({ container_id: c1 });
+  await rt.StartContainer!({ container_id: c2 });
+  assert.equal((await rt.ContainerStatus!({ container_id: c1 })).status.state, 'CONTAINER_RUNNING');
+
+  const log1 = join(logDir, 'one/0.log');
+  await waitFor('the first container output in its log', async () => (await logLines(log1)).some((l) => l === 'stdout web'), 30_000);
+  const lines = await logLines(log1);
+  assert.ok(lines.includes('stdout hello from one'));
+  assert.ok(lines.includes('stderr to stderr'));
+  assert.ok(lines.includes('stdout nameserver 10.96.0.10'));
+  assert.ok(lines.includes('stdout search default.svc.cluster.local'));
+
+  const ex = await rt.ExecSync!({ container_id: c1, cmd: ['sh', '-c', 'echo out; echo err >&2; exit 3'], timeout: '10' });
+  assert.equal(Buffer.from(ex.stdout).toString(), 'out\n');
+  assert.equal(Buffer.from(ex.stderr).toString(), 'err\n');
+  assert.equal(ex.exit_code, 3);
+  const slow = await grpcError(rt.ExecSync!({ container_id: c1, cmd: ['sleep', '30'], timeout: '1' }));
+  assert.equal(slow.code, status.DEADLINE_EXCEEDED);
+
+  const list = await rt.ListContainers!({ filter: { pod_sandbox_id: pod } });
+  assert.deepEqual(list.containers.map((c: { id: string }) => c.id).sort(), [c1, c2].sort());
+  const running = await rt.ListContainers!({ filter: { state: { state: 'CONTAINER_RUNNING' }, label_selector: { c: 'two' } } });
+  assert.deepEqual(running.containers.map((c: { id: string }) => c.id), [c2]);
+  const stats = await rt.ContainerStats!({ container_id: c1 });
+  assert.ok(BigInt(stats.stats.memory.working_set_bytes.value) > 0n);
+
+  await rt.StopContainer!({ container_id: c2, timeout: '5' });
+  const st2 = (await rt.ContainerStatus!({ container_id: c2 })).status;
+  assert.equal(st2.state, 'CONTAINER_EXITED');
+  assert.equal(st2.exit_code, 0);
+  assert.ok((await logLines(join(logDir, 'two/0.log'))).includes('stdout got TERM'));
+  await rt.StopContainer!({ container_id: c2, timeout: '5' });
+
+  await rt.StopPodSandbox!({ pod_sandbox_id: pod });
+  await rt.StopPodSandbox!({ pod_sandbox_id: pod });
+  assert.equal((await rt.PodSandboxStatus!({ pod_sandbox_id: pod })).status.state, 'SANDBOX_NOTREADY');
+  assert.equal((await rt.ContainerStatus!({ container_id: c1 })).status.state, 'CONTAINER_EXITED');
+  await rt.RemovePodSandbox!({ pod_sandbox_id: pod });
+  await rt.RemovePodSandbox!({ pod_sandbox_id: pod });
+  assert.deepEqual((await rt.ListPodSandbox!({})).items, []);
+  assert.deepEqual((await rt.ListContainers!({})).containers, []);
+  assert.equal((await grpcError(rt.ContainerStatus!({ container_id: c1 }))).code, status.NOT_FOUND);
+  assert.deepEqual(await processesMentioning(d.dir), []);
+  assert.deepEqual(await mountsUnder(d.dir), []);
+  assert.deepEqual(await readdir(join(d.state, 'vm')).catch(() => []), []);
+});
+
+test('bad requests get clear gRPC errors and change nothing', async (t) => {
+  const d = await daemon(t, 'bad');
+  const rt = d.client.runtime;
+  const cases: [Promise<unknown>, number, RegExp][] = [
+    [rt.RunPodSandbox!({ config: {} }), status.INVALID_ARGUMENT, /metadata is required/],
+    [rt.RunPodSandbox!({ config: podConfig('h', '/tmp', { linux: { security_context: { namespace_options: { network: 'NODE' } } } }) }), status.INVALID_ARGUMENT, /host's network namespace/],
+    [rt.PodSandboxStatus!({ pod_sandbox_id: 'f'.repeat(64) }), status.NOT_FOUND, /not found/],
+    [rt.StartContainer!({ container_id: 'abc' }), status.NOT_FOUND, /not found/],
+    [rt.CreateContainer!({ pod_sandbox_id: 'f'.repeat(64), config: containerConfig('x', ['true']) }), status.NOT_FOUND, /not found/],
+  ];
+  for (const [p, code, re] of cases) {
+    const e = await grpcError(p);
+    assert.equal(e.code, code, e.details);
+    assert.match(e.details, re);
+  }
+  // Stop and remove of what does not exist succeed (kubelet retries them).
+  await rt.StopPodSandbox!({ pod_sandbox_id: 'f'.repeat(64) });
+  await rt.RemovePodSandbox!({ pod_sandbox_id: 'f'.repeat(64) });
+  await rt.RemoveContainer!({ container_id: 'e'.repeat(64) });
+  assert.deepEqual((await rt.ListPodSandbox!({})).items, []);
+});
+
+test('kill -9 of the daemon: a restart finds pods and containers, logs go on; a VM that died shows as such', async (t) => {
+  const first = await daemon(t, 'restart');
+  const rt = first.client.runtime;
+  await first.client.image.PullImage!({ image: { image } });
+  const logDir = join(first.dir, 'logs');
+  const config = podConfig('survivor', logDir);
+  const { pod_sandbox_id: pod } = await rt.RunPodSandbox!({ config });
+  const { container_id: c } = await rt.CreateContainer!({ pod_sandbox_id: pod, config: containerConfig('ticker', ['sh', '-c', 'i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.3; done']), sandbox_config: config });
+  await rt.StartContainer!({ container_id: c });
+  const log = join(logDir, 'ticker/0.log');
+  await waitFor('ticks', async () => (await logLines(log)).length >= 2, 30_000);
+
+  first.child.kill('SIGKILL');
+  await first.child;
+  const before = (await logLines(log)).length;
+  const second = await startDaemon({ dir: first.dir });
+  t.after(() => second.cleanup());
+  const rt2 = second.client.runtime;
+  assert.equal((await rt2.PodSandboxStatus!({ pod_sandbox_id: pod })).status.state, 'SANDBOX_READY');
+  assert.equal((await rt2.ContainerStatus!({ container_id: c })).status.state, 'CONTAINER_RUNNING');
+  await waitFor('ticks after the restart', async () => (await logLines(log)).length >= before + 3, 30_000);
+  // Nothing was lost across the restart: the ticks are consecutive.
+  const ticks = (await logLines(log)).map((l) => Number(/tick (\d+)/.exec(l)?.[1]));
+  ticks.forEach((n, i) => assert.equal(n, i));
+
+  // The VM dies (a crash, an OOM kill of QEMU): the pod goes NOTREADY, its container EXITED.
+  const ps = await rt2.PodSandboxStatus!({ pod_sandbox_id: pod, verbose: true });
+  const vmPid = JSON.parse(ps.info.info).vmPid as number;
+  process.kill(vmPid, 'SIGKILL');
+  await waitFor('the pod to become NOTREADY', async () => (await rt2.PodSandboxStatus!({ pod_sandbox_id: pod })).status.state === 'SANDBOX_NOTREADY', 15_000);
+  const cs = (await rt2.ContainerStatus!({ container_id: c })).status;
+  assert.equal(cs.state, 'CONTAINER_EXITED');
+  assert.match(cs.message, /VM exited/);
+  await rt2.RemovePodSandbox!({ pod_sandbox_id: pod });
+  assert.deepEqual(await processesMentioning(first.dir), []);
+});
+
+test('five pods at once', async (t) => {
+  const d = await daemon(t, 'five');
+  const rt = d.client.runtime;
+  await d.client.image.PullImage!({ image: { image } });
+  const logDir = join(d.dir, 'logs');
+  const names = ['p0', 'p1', 'p2', 'p3', 'p4'];
+  const pods = await Promise.all(names.map(async (n) => {
+    const config = podConfig(n, join(logDir, n));
+    const { pod_sandbox_id } = await rt.RunPodSandbox!({ config }, { timeoutMs: 180_000 });
+    const { container_id } = await rt.CreateContainer!({ pod_sandbox_id, config: containerConfig('main', ['sh', '-c', `echo I am ${n}; sleep 1000`]), sandbox_config: config });
+    await rt.StartContainer!({ container_id });
+    return { n, pod: pod_sandbox_id as string, c: container_id as string };
+  }));
+  const ips = new Set<string>();
+  for (const p of pods) {
+    await waitFor(`${p.n} output`, async () => (await logLines(join(logDir, p.n, 'main/0.log'))).includes(`stdout I am ${p.n}`), 60_000);
+    ips.add((await rt.PodSandboxStatus!({ pod_sandbox_id: p.pod })).status.network.ip);
+  }
+  assert.equal(ips.size, 5, 'every pod has its own IP');
+  assert.equal((await rt.ListPodSandbox!({ filter: { state: { state: 'SANDBOX_READY' } } })).items.length, 5);
+  await Promise.all(pods.map((p) => rt.RemovePodSandbox!({ pod_sandbox_id: p.pod }, { timeoutMs: 120_000 })));
+  assert.deepEqual(await processesMentioning(d.dir), []);
+});
+
+test('frakti run: output, exit code, and nothing left', async (t) => {
+  const rdir = join(dir, 'run');
+  await mkdir(rdir, { recursive: true });
+  t.after(() => rm(rdir, { recursive: true, force: true }));
+  const base = ['run', '--root', join(rdir, 'root'), '--state', join(rdir, 'state'), '--cni-conf-dir', join(rdir, 'cni')];
+  const { frakti } = await import('../../helpers/cli-run.js');
+  const ok = await frakti([...base, image, '--', 'sh', '-c', 'echo hello from a VM; echo oops >&2; exit 7'], { timeout: 180_000 });
+  assert.equal(ok.exitCode, 7, ok.stderr);
+  assert.equal(ok.stdout, 'hello from a VM\n');
+  assert.match(ok.stderr, /oops/);
+  assert.deepEqual(await processesMentioning(rdir), []);
+  assert.deepEqual(await mountsUnder(rdir), []);
+  const bad = await frakti([...base], { timeout: 30_000 });
+  assert.equal(bad.exitCode, 2);
+  assert.match(bad.stderr, /missing IMAGE/);
+});
