@@ -3,12 +3,15 @@
 // then the tap that joins eth0 to the VM. What the guest must configure is
 // read back from the namespace, as CNI left it.
 import { errorMessage } from '../lib/errors.js';
+import { logger } from '../lib/log.js';
 import type { UndoStack } from '../lib/undo.js';
 import {
   CniNetwork, createNetns, deleteNetns, netnsPath, podIps, wireTap, type PodNetworkRequest, type TapWiring,
 } from '../network/index.js';
 import { PodError } from './errors.js';
 import type { PodSpec } from './types.js';
+
+const log = logger('pod');
 
 export interface PodNetwork {
   netns: string;
@@ -37,11 +40,23 @@ export async function setUpPodNetwork(podId: string, spec: PodSpec, cni: CniNetw
   await createNetns(netns);
   undo.push(`delete netns ${netns}`, () => deleteNetns(netns));
   const req = cniRequest(podId, spec);
-  undo.push(`CNI DEL ${cni.name}`, () => cni.del(req));
+  let addFailed = false;
+  undo.push(`CNI DEL ${cni.name}`, async () => {
+    try {
+      await cni.del(req);
+    } catch (err) {
+      // After a failed ADD, DEL of the same config usually fails the same way
+      // (a broken config). The namespace goes next, and the veth with it, so
+      // this is reported, not kept as unfinished work.
+      if (!addFailed) throw err;
+      log.warn('CNI DEL after a failed ADD failed too', { pod: podId, err: errorMessage(err) });
+    }
+  });
   let result;
   try {
     result = await cni.add(req);
   } catch (err) {
+    addFailed = true;
     throw new PodError('INTERNAL', `set up pod network (${cni.name}): ${errorMessage(err)}`, {}, err);
   }
   // The tap and its filters live in the namespace: deleting it removes them.
