@@ -1,0 +1,93 @@
+// make bench-pod: pod start (RunPodSandbox + CreateContainer + StartContainer
+// until the container runs) through the real daemon, against the bare boot of
+// the same kernel with the same QEMU command line in the same run; and the
+// host memory (PSS) of an idle busybox pod: QEMU and virtiofsd together.
+import { mkdtemp, rm, readFile, mkdir } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { chooseAccel, guestAssets, qemuArgs, validateVmSpec, vmPaths } from '../src/vmm/index.js';
+import { startRegistry, buildBusyboxImage, pushImage } from '../test/helpers/image-registry.js';
+import { startDaemon, waitFor } from '../test/helpers/cri-client.js';
+import { processesMentioning } from '../test/helpers/vmm-leaks.js';
+import { median, report, round, timeMs } from './runner.js';
+
+const RUNS = Number(process.env.BENCH_RUNS ?? 5);
+const IDLE_SETTLE_MS = 2_000;
+
+async function pssKiB(pid: number): Promise<number> {
+  const text = await readFile(`/proc/${pid}/smaps_rollup`, 'utf8');
+  return Number(/^Pss:\s+(\d+) kB/m.exec(text)?.[1] ?? NaN);
+}
+
+async function bareBootMs(dir: string, accel: 'kvm' | 'tcg', memoryMiB: number): Promise<number[]> {
+  const g = guestAssets();
+  const out: number[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    const s = validateVmSpec({ id: `bare-${i}`, dir: join(dir, `bare-${i}`), cpus: 1, memoryMiB, kernel: g.kernel, initrd: g.bareInitrd, accel, channel: { kind: 'serial' } });
+    await mkdir(s.dir, { recursive: true });
+    const args = qemuArgs(s, vmPaths(s.dir)).filter((a, j, all) => a !== '-S' && a !== '-pidfile' && all[j - 1] !== '-pidfile');
+    out.push(await timeMs(() => execa(s.qemu, args, { timeout: 60_000, stdin: 'ignore' })));
+  }
+  return out;
+}
+
+async function main(): Promise<void> {
+  const dir = await mkdtemp(join(tmpdir(), 'frakti-bench-pod-'));
+  const reg = await startRegistry();
+  const d = await startDaemon({ dir: join(dir, 'd') }).catch(async (e) => {
+    await reg.stop();
+    throw e;
+  });
+  try {
+    const g = guestAssets();
+    const accel = await chooseAccel('auto', { kernel: g.kernel, bareInitrd: g.bareInitrd });
+    const built = await buildBusyboxImage(dir);
+    const image = `${reg.host}/busybox:latest`;
+    await pushImage(built.layout, image);
+    const rt = d.client.runtime;
+    await d.client.image.PullImage!({ image: { image } });
+    const starts: number[] = [];
+    let pss = { qemu: NaN, virtiofsd: NaN };
+    for (let i = 0; i < RUNS; i++) {
+      const config = { metadata: { name: `bench-${i}`, uid: `u${i}`, namespace: 'bench', attempt: 0 }, log_directory: join(dir, 'logs', String(i)) };
+      let pod = '';
+      let ctr = '';
+      starts.push(await timeMs(async () => {
+        pod = (await rt.RunPodSandbox!({ config }, { timeoutMs: 120_000 })).pod_sandbox_id;
+        ctr = (await rt.CreateContainer!({ pod_sandbox_id: pod, config: { metadata: { name: 'idle', attempt: 0 }, image: { image }, command: ['sleep', '100000'], log_path: 'idle.log' }, sandbox_config: config })).container_id;
+        await rt.StartContainer!({ container_id: ctr });
+        await waitFor('running', async () => (await rt.ContainerStatus!({ container_id: ctr })).status.state === 'CONTAINER_RUNNING', 30_000, 5);
+      }));
+      if (i === RUNS - 1) {
+        await new Promise((r) => setTimeout(r, IDLE_SETTLE_MS));
+        const procs = await processesMentioning(d.state);
+        const q = procs.find((p) => p.cmd.includes('qemu-system'));
+        const v = procs.find((p) => p.cmd.includes('virtiofsd'));
+        pss = { qemu: q ? await pssKiB(q.pid) : NaN, virtiofsd: v ? await pssKiB(v.pid) : NaN };
+      }
+      await rt.RemovePodSandbox!({ pod_sandbox_id: pod }, { timeoutMs: 60_000 });
+    }
+    const bare = await bareBootMs(dir, accel.accel, 256);
+    const startMs = median(starts);
+    const bareMs = median(bare);
+    report('pod', {
+      accel: accel.accel,
+      runs: RUNS,
+      pod_start_ms: round(startMs, 1),
+      bare_boot_ms: round(bareMs, 1),
+      ratio: round(startMs / bareMs),
+      pod_start_runs_ms: starts.map((x) => round(x, 0)),
+      bare_boot_runs_ms: bare.map((x) => round(x, 0)),
+      idle_pod_pss_mib: round((pss.qemu + pss.virtiofsd) / 1024, 1),
+      qemu_pss_mib: round(pss.qemu / 1024, 1),
+      virtiofsd_pss_mib: round(pss.virtiofsd / 1024, 1),
+    });
+  } finally {
+    await d.cleanup();
+    await reg.stop();
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
+await main();
