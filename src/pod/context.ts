@@ -54,6 +54,8 @@ export interface LiveContainer {
   exited?: Promise<void>;
 }
 
+export const VM_DIR_ID_CHARS = 16;
+
 /** Inside the guest, the pod's shared directory is mounted here. */
 export const GUEST_SHARE_DIR = '/run/frakti/shared';
 export const SHARE_TAG = 'frakti-shared';
@@ -78,8 +80,9 @@ export class PodContext {
     this.containers = new RecordStore(join(opts.rootDir, 'containers'), 'container');
   }
 
+  /** Short (unix socket paths are limited to 107 bytes); 16 hex digits of a random id do not collide. */
   vmDir(podId: string): string {
-    return join(this.opts.stateDir, 'vm', podId);
+    return join(this.opts.stateDir, 'vm', podId.slice(0, VM_DIR_ID_CHARS));
   }
 
   /** The pod's shared directory on the host (virtio-fs source). */

@@ -123,8 +123,9 @@ export function watchVm(ctx: PodContext, id: string, vm: Vm): void {
       log.warn('pod VM exited', { pod: id, reason: exit.reason });
       ctx.livePods.get(id)?.agent.close();
       ctx.livePods.delete(id);
-      if (ctx.pods.get(id)) await ctx.pods.update(id, (s) => ({ ...s, state: 'NOTREADY', reason: `VM exited: ${exit.reason}`, vmPid: undefined })).catch(() => {});
+      // Containers first: whoever sees the pod NOTREADY must also see them EXITED.
       await markContainersGone(ctx, id, `the pod VM exited (${exit.reason})`);
+      if (ctx.pods.get(id)) await ctx.pods.update(id, (s) => ({ ...s, state: 'NOTREADY', reason: `VM exited: ${exit.reason}`, vmPid: undefined })).catch(() => {});
     })();
   });
 }
@@ -169,7 +170,8 @@ export async function stopPodSandbox(ctx: PodContext, id: string): Promise<void>
 export async function removePodSandbox(ctx: PodContext, id: string): Promise<void> {
   const rec = ctx.pods.get(id);
   if (!rec) return; // Removing a pod that does not exist succeeds (CRI: idempotent).
-  if (rec.status.state === 'READY' || rec.status.unknown || ctx.livePods.has(id)) await stopPodSandbox(ctx, id);
+  // Stop is idempotent and cheap when all is down; it also clears what a VM that died left (share mount, netns).
+  await stopPodSandbox(ctx, id);
   const { removeContainer } = await import('./container-ops.js');
   for (const c of ctx.containersOf(id)) await removeContainer(ctx, c.meta.id);
   await guard(ctx, id, 'RemovePodSandbox', async () => {

@@ -66,6 +66,8 @@ export const MAX_VCPUS = 255;
 export const MIN_MEMORY_MIB = 64;
 export const MAX_MEMORY_MIB = 1024 * 1024;
 export const MAX_PCIE_ROOT_PORTS = 16;
+/** sun_path holds 108 bytes including the terminating NUL. */
+export const UNIX_PATH_MAX_BYTES = 107;
 const ID_RE = /^[A-Za-z0-9_.-]{1,64}$/;
 const TAG_RE = /^[A-Za-z0-9_.-]{1,36}$/;
 const IFNAME_RE = /^[A-Za-z0-9_.-]{1,15}$/;
@@ -119,9 +121,14 @@ export function validateVmSpec(input: VmSpec): Required<Omit<VmSpec, 'share' | '
   if (!Array.isArray(kernelArgs) || kernelArgs.some((a) => typeof a !== 'string' || /[\s\0]/.test(a))) {
     bad(spec, 'kernelArgs must be strings without white space');
   }
+  // The longest socket name in the VM directory must fit a unix socket address.
+  const dir = path(spec, 'dir', spec.dir);
+  if (Buffer.byteLength(dir) + '/virtiofsd.sock'.length > UNIX_PATH_MAX_BYTES) {
+    bad(spec, `dir ${dir} is too long for unix socket paths (at most ${UNIX_PATH_MAX_BYTES - '/virtiofsd.sock'.length} bytes)`);
+  }
   return {
     id: spec.id,
-    dir: path(spec, 'dir', spec.dir),
+    dir,
     cpus,
     maxCpus,
     memoryMiB,

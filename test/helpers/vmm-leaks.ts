@@ -38,3 +38,8 @@ export async function killLeftovers(needle: string): Promise<string[]> {
   }
   return left.map((p) => `${p.pid} ${p.cmd.slice(0, 120)}`);
 }
+
+/** QEMU and virtiofsd processes working under a directory (not the daemon that made them). */
+export async function vmProcessesUnder(dir: string): Promise<{ pid: number; cmd: string }[]> {
+  return (await processesMentioning(dir)).filter((p) => /qemu-system|virtiofsd/.test(p.cmd));
+}

@@ -23,7 +23,7 @@ import { constants } from 'node:fs';
 import { access } from 'node:fs/promises';
 import { Vm, chooseAccel, guestAssets, parseAccelChoice, type AccelChoice } from '../../vmm/index.js';
 import { waitForAgent } from '../../agent-protocol/index.js';
-import { PodManager, type PodAgent } from '../../pod/index.js';
+import { PodManager } from '../../pod/index.js';
 import { choosePodNetwork } from '../../pod/pod-network-source.js';
 
 /** Memory the guest kernel and agent need above the containers' limits. */
@@ -217,7 +217,7 @@ export async function run(argv: string[]): Promise<number> {
         },
         launchVm: (spec) => Vm.launch(spec),
         attachVm: (dir) => Vm.attach(dir),
-        waitForAgent: (endpoint, o) => waitForAgent(endpoint, o) as unknown as Promise<PodAgent>,
+        waitForAgent: (endpoint, o) => waitForAgent(endpoint, o),
       },
     );
     await pods.start();

@@ -1,6 +1,6 @@
 // `frakti qmp TARGET [COMMAND [JSON-ARGS]] [--events]`: the QMP debug CLI.
 // TARGET is a QMP socket path, a VM directory, or a pod/VM id under --state.
-import { stat } from 'node:fs/promises';
+import { readdir, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -36,7 +36,14 @@ export async function resolveQmpSocket(target: string, stateDir: string): Promis
     return st.isDirectory() ? vmPaths(target).debugQmpSocket : target;
   }
   if (!/^[A-Za-z0-9_.-]{1,64}$/.test(target)) throw new UsageError(`'${target}' is neither a socket path nor a pod id`);
-  const sock = vmPaths(vmDir(stateDir, target)).debugQmpSocket;
+  // A pod id prefix, as crictl shows them, names the one VM whose directory starts with it.
+  let id = target;
+  if (target.length < 16) {
+    const hits = (await readdir(join(stateDir, 'vm')).catch(() => [] as string[])).filter((n) => n.startsWith(target));
+    if (hits.length > 1) throw new UsageError(`pod id prefix '${target}' is ambiguous (${hits.length} VMs match)`);
+    if (hits.length === 1) id = hits[0]!;
+  }
+  const sock = vmPaths(vmDir(stateDir, id)).debugQmpSocket;
   if (!(await stat(sock).catch(() => undefined))) throw new UsageError(`no VM for pod '${target}' under ${stateDir} (no ${sock})`);
   return sock;
 }

@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { ImageStore } from '../../image/index.js';
 import { waitForAgent } from '../../agent-protocol/index.js';
 import { Vm, chooseAccel, guestAssets, parseAccelChoice } from '../../vmm/index.js';
-import { PodManager, type PodAgent } from '../../pod/index.js';
+import { PodManager } from '../../pod/index.js';
 import { choosePodNetwork } from '../../pod/pod-network-source.js';
 import { errorMessage } from '../../lib/errors.js';
 import { UsageError } from '../cli-error.js';
@@ -110,7 +110,7 @@ export async function run(argv: string[]): Promise<number> {
       },
       launchVm: (spec) => Vm.launch(spec),
       attachVm: (dir) => Vm.attach(dir),
-      waitForAgent: (endpoint, o) => waitForAgent(endpoint, o) as unknown as Promise<PodAgent>,
+      waitForAgent: (endpoint, o) => waitForAgent(endpoint, o),
     },
   );
   await manager.start();

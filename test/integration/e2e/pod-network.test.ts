@@ -13,7 +13,7 @@ import { execa } from 'execa';
 import { status } from '@grpc/grpc-js';
 import { startRegistry, buildBusyboxImage, pushImage, type Registry } from '../../helpers/image-registry.js';
 import { startDaemon, grpcError, waitFor, type RunningDaemon } from '../../helpers/cri-client.js';
-import { killLeftovers, mountsUnder } from '../../helpers/vmm-leaks.js';
+import { killLeftovers, mountsUnder, vmProcessesUnder } from '../../helpers/vmm-leaks.js';
 
 let dir: string;
 let reg: Registry;
@@ -139,10 +139,12 @@ test('a broken CNI config fails RunPodSandbox with the plugin message and leaves
     await bd.cleanup();
     await execa('ip', ['link', 'del', `frtb${tag}`], { reject: false });
   });
+  const netnsNow = async () => (await execa('ip', ['netns', 'list'])).stdout.split('\n').filter((l) => l.startsWith('frakti-')).sort();
+  const nsBefore = await netnsNow();
   const e = await grpcError(bd.client.runtime.RunPodSandbox!({ config: { metadata: { name: 'x', uid: 'u', namespace: 'n', attempt: 0 }, log_directory: join(bdir, 'logs') } }, { timeoutMs: 60_000 }));
   assert.equal(e.code, status.INTERNAL);
   assert.match(e.details, /CNI ADD bridge: .*not-a-subnet/);
   assert.deepEqual((await bd.client.runtime.ListPodSandbox!({})).items, [], 'no pod record is left');
-  const ns = (await execa('ip', ['netns', 'list'])).stdout.split('\n').filter((l) => l.startsWith('frakti-'));
-  assert.deepEqual(ns, []);
+  assert.deepEqual(await netnsNow(), nsBefore, 'no network namespace is left');
+  assert.deepEqual(await vmProcessesUnder(bdir), [], 'no VM was started');
 });
