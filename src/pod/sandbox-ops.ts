@@ -49,8 +49,11 @@ export async function runPodSandbox(ctx: PodContext, spec: PodSpec): Promise<str
       await ctx.pods.create(meta, { state: 'NOTREADY', ips: [], acquired: [], unknown: 'starting' });
       undo.push('forget the pod record', () => ctx.pods.delete(id));
 
+      const t0 = Date.now();
+      const mark = (step: string) => log.trace(`run ${id.slice(0, 12)}: ${step} at ${Date.now() - t0} ms`);
       const cni = await ctx.deps.network();
       const net = await setUpPodNetwork(id, spec, cni, undo);
+      mark('network');
 
       const share = ctx.shareDir(id);
       await mkdir(share, { recursive: true, mode: 0o711 });
@@ -63,17 +66,20 @@ export async function runPodSandbox(ctx: PodContext, spec: PodSpec): Promise<str
 
       const vm = await launch(ctx, id, spec, net.netnsPath, net.wiring.tap, net.wiring.iface.mac);
       undo.push(`stop VM ${id}`, () => vm.stop({ timeoutMs: POD_STOP_GRACE_MS }));
+      mark('VM launched');
       const agent = await ctx.deps.waitForAgent(vm.agentEndpoint(), { timeoutMs: AGENT_READY_TIMEOUT_MS }).catch(async (err) => {
         const console = await vm.readConsole(4096).catch(() => '');
         throw new PodError('INTERNAL', `the guest agent did not come up: ${errorMessage(err)}${console ? `; console: ${console.trim().split('\n').slice(-3).join(' | ')}` : ''}`);
       });
       undo.push('close agent', () => agent.close());
+      mark('agent ready');
       await agent.setupSandbox({ hostname: spec.hostname, resolvConf: resolv, hosts: hostsFile(spec.hostname, net.ips), sysctls: spec.sysctls, shares: [{ tag: SHARE_TAG, mountPoint: GUEST_SHARE_DIR }] });
       await agent.configureNetwork({
         interfaces: [{ mac: net.wiring.iface.mac, mtu: net.wiring.iface.mtu, addresses: net.wiring.iface.addresses }],
         routes: net.wiring.routes.map((r) => ({ dst: r.dst, gateway: r.gateway })),
       });
 
+      mark('guest configured');
       await ctx.pods.update(id, (s) => ({ ...s, state: 'READY', unknown: undefined, ips: net.ips, vmPid: vm.pid }));
       ctx.livePods.set(id, { vm, agent });
       watchVm(ctx, id, vm);

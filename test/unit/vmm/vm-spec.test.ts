@@ -28,7 +28,8 @@ test('defaults are filled in and the command line boots paused, sandboxed, with 
   assert.deepEqual(argValue(args, '-pidfile'), ['/run/frakti/vm/pod-1/qemu.pid']);
   assert.ok(args.includes('-nodefaults') && args.includes('-no-user-config'));
   assert.match(argValue(args, '-sandbox')[0]!, /^on,/);
-  assert.deepEqual(argValue(args, '-machine'), ['q35,accel=tcg,usb=off,vmport=off,smbus=off,sata=off']);
+  assert.deepEqual(argValue(args, '-machine'), ['q35,usb=off,vmport=off,smbus=off,sata=off']);
+  assert.deepEqual(argValue(args, '-accel'), ['tcg,tb-size=32']);
   assert.deepEqual(argValue(args, '-cpu'), ['max']);
   assert.deepEqual(argValue(args, '-bios'), ['/usr/share/qemu/qboot.rom']);
   assert.ok(argValue(args, '-device').some((d) => d.includes(`name=${AGENT_SERIAL_PORT_NAME}`)));
@@ -40,6 +41,7 @@ test('kvm uses the host CPU; vsock, share and hotplug ceilings appear', () => {
   const spec = validateVmSpec({ ...base, accel: 'kvm', channel: { kind: 'vsock', cid: 7 }, maxCpus: 4, maxMemoryMiB: 1024, share: { source: '/srv/share', tag: 'shared' } });
   const args = qemuArgs(spec, vmPaths(spec.dir));
   assert.deepEqual(argValue(args, '-cpu'), ['host']);
+  assert.deepEqual(argValue(args, '-accel'), ['kvm']);
   assert.deepEqual(argValue(args, '-smp'), ['1,maxcpus=4']);
   assert.deepEqual(argValue(args, '-m'), ['256M,slots=8,maxmem=1024M']);
   assert.ok(argValue(args, '-device').includes('vhost-vsock-pci,id=vsock0,guest-cid=7,disable-legacy=on'));
