@@ -4,6 +4,12 @@
  *   channel.c  finding and serving the channel (virtio-serial, vsock, unix)
  *   session.c  one host session: sync marker, framing, output queue
  *   dispatch.c the calls: decode a Request, build a Response
+ *   stream.c   byte streams to and from the host, with flow control
+ *   container.c containers and their processes: create, start, exec, exit
+ *   child.c    what a container process does between fork and execve
+ *   cgroup.c   cgroup v2: limits, stats, kill, OOM events
+ *   guest.c    sandbox setup, guest stats, hotplug, port forwards
+ *   netlink.c  interfaces, addresses, routes, neighbours (rtnetlink)
  * Wire constants come from agent.proto (generated agent.pb-c.h). */
 #ifndef FRAKTI_AGENT_H
 #define FRAKTI_AGENT_H
@@ -11,6 +17,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "agent.pb-c.h"
 #include "error.h"
@@ -27,6 +34,9 @@
 #define MAGIC_BYTES ((size_t) FRAKTI__AGENT__V1__LIMITS__MAGIC_BYTES)
 #define AGENT_VSOCK_PORT ((unsigned) FRAKTI__AGENT__V1__LIMITS__VSOCK_PORT)
 #define AGENT_SERIAL_PORT_NAME "org.frakti.agent.0"
+#define MAX_DATA_BYTES ((size_t) FRAKTI__AGENT__V1__LIMITS__MAX_DATA_BYTES)
+#define STREAM_WINDOW_BYTES ((uint32_t) FRAKTI__AGENT__V1__LIMITS__STREAM_WINDOW_BYTES)
+#define STREAM_BUFFER_BYTES ((size_t) FRAKTI__AGENT__V1__LIMITS__STREAM_BUFFER_BYTES)
 
 enum frame_type
 {
@@ -58,6 +68,38 @@ enum session_kind
 };
 
 struct agent;
+struct container;
+struct port_forward;
+
+/* Bytes from an fd (pipe, pty master, socket) to the host. Reads stop when
+ * the buffer is full, so a writer that outruns the host blocks. */
+struct ostream
+{
+  struct handler h; /* h.fd: the source, -1 after EOF */
+  struct agent *agent;
+  uint32_t id;      /* 0: not attached to the current session */
+  uint32_t credit;  /* bytes the host still accepts */
+  uint8_t *buf;
+  size_t off, len;
+  bool eof, close_sent;
+  void (*on_change) (void *owner);
+  void *owner;
+};
+
+/* Bytes from the host to an fd (stdin, socket). */
+struct istream
+{
+  struct handler h; /* h.fd: the sink, -1 once closed */
+  struct agent *agent;
+  uint32_t id;
+  uint32_t host_credit; /* bytes the host may still send */
+  uint32_t ungranted;   /* written to the fd, not yet granted back */
+  uint8_t *buf;
+  size_t off, len, cap;
+  bool host_closed;
+  bool tty; /* a pty: end of input is ^D, not close */
+  bool shutdown_socket;
+};
 
 struct session
 {
@@ -85,12 +127,21 @@ struct agent
   struct handler listener;
   struct handler port_timer;
   struct handler signals;
+  struct handler inotify;
+  uint32_t next_stream_id;
+  struct container *containers;
+  unsigned n_containers;
+  struct port_forward *forwards;
+  unsigned n_forwards;
+  int self_pidns;   /* to restore pid_for_children after forking into another one */
+  pid_t pod_holder; /* PID 1 of the pod's shared PID namespace, 0 until needed */
+  int pod_pidns;
 };
 
 /* pid1.c */
 int pid1_setup (struct agent_error *err);
 int signals_setup (struct agent *agent, struct agent_error *err);
-void reap_children (void);
+void reap_children (struct agent *agent);
 void power_off (struct agent *agent) __attribute__ ((noreturn));
 
 /* channel.c */
@@ -109,6 +160,49 @@ void session_queue_frame (struct session *s, enum frame_type type, uint32_t stre
 void session_goaway (struct session *s, int errnum, const char *message);
 /* Blocks until the output is written or timeout_ms passed. */
 void session_flush_blocking (struct session *s, int timeout_ms);
+
+/* The open session, or NULL when no host is connected. */
+struct session *agent_session (struct agent *agent);
+/* Queues nothing; writes what is queued and watches for more room. */
+void session_kick (struct session *s);
+bool session_has_room (struct session *s);
+
+/* stream.c */
+uint32_t stream_new_id (struct agent *agent);
+void ostream_init (struct ostream *o, struct agent *agent, int fd, void (*on_change) (void *), void *owner);
+void ostream_attach (struct ostream *o, uint32_t id);
+void ostream_detach (struct ostream *o);
+void ostream_pump (struct ostream *o);
+void ostream_free (struct ostream *o);
+/* EOF reached, and what was read went out (or no host is attached). */
+bool ostream_done (const struct ostream *o);
+void istream_init (struct istream *i, struct agent *agent, int fd);
+void istream_attach (struct istream *i, uint32_t id);
+void istream_close_fd (struct istream *i);
+void istream_free (struct istream *i);
+/* A DATA/WINDOW/CLOSE frame from the host; returns -1 with a message on a protocol violation. */
+int streams_on_frame (struct agent *agent, enum frame_type type, uint32_t id, const uint8_t *payload, size_t len,
+                      char *msg, size_t msg_size);
+void streams_pump_all (struct agent *agent);
+/* The session ended or a new one began: streams of the old one are detached, port forwards closed. */
+void streams_session_changed (struct agent *agent);
+void session_queue_event (struct agent *agent, const Frakti__Agent__V1__Event *ev);
+
+/* container.c */
+struct proc;
+int containers_init (struct agent *agent, struct agent_error *err);
+void containers_on_exit (struct agent *agent, pid_t pid, int status);
+struct istream *containers_find_istream (struct agent *agent, uint32_t id);
+struct ostream *containers_find_ostream (struct agent *agent, uint32_t id);
+void containers_for_each_ostream (struct agent *agent, void (*fn) (struct ostream *));
+void containers_detach_all (struct agent *agent);
+void containers_on_inotify (struct loop *loop, struct handler *h, uint32_t events);
+
+/* guest.c: port forwards */
+struct istream *forwards_find_istream (struct agent *agent, uint32_t id);
+struct ostream *forwards_find_ostream (struct agent *agent, uint32_t id);
+void forwards_pump_all (struct agent *agent);
+void forwards_close_all (struct agent *agent);
 
 /* dispatch.c: handles one REQUEST payload, returns a packed Response (malloc'd) in *out. */
 size_t dispatch_request (struct agent *agent, const uint8_t *payload, size_t len, uint8_t **out);

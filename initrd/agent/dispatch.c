@@ -7,16 +7,14 @@
 #include <string.h>
 #include <sys/utsname.h>
 
+#include "calls.h"
 #include "util.h"
-
-typedef Frakti__Agent__V1__Request Request;
-typedef Frakti__Agent__V1__Response Response;
 
 /* Fills resp for one call; may point resp at storage in *scratch-like
  * locals of the caller, so each handler packs before returning. */
 typedef size_t (*call_fn) (struct agent *agent, const Request *req, uint8_t **out);
 
-static size_t
+size_t
 pack_response (const Response *resp, uint8_t **out)
 {
   size_t n = frakti__agent__v1__response__get_packed_size (resp);
@@ -25,7 +23,13 @@ pack_response (const Response *resp, uint8_t **out)
   return n;
 }
 
-static size_t
+size_t
+agent_error_response (struct agent_error *err, uint8_t **out)
+{
+  return error_response (err->errnum ? err->errnum : EINVAL, err->message, out);
+}
+
+size_t
 error_response (int errnum, const char *message, uint8_t **out)
 {
   Response resp = FRAKTI__AGENT__V1__RESPONSE__INIT;
@@ -105,6 +109,22 @@ static const struct
   { FRAKTI__AGENT__V1__REQUEST__CALL_VERSION, "version", call_version },
   { FRAKTI__AGENT__V1__REQUEST__CALL_PING, "ping", call_ping },
   { FRAKTI__AGENT__V1__REQUEST__CALL_SHUTDOWN, "shutdown", call_shutdown },
+  { FRAKTI__AGENT__V1__REQUEST__CALL_SETUP_SANDBOX, "setup_sandbox", call_setup_sandbox },
+  { FRAKTI__AGENT__V1__REQUEST__CALL_CONFIGURE_NETWORK, "configure_network", call_configure_network },
+  { FRAKTI__AGENT__V1__REQUEST__CALL_CREATE_CONTAINER, "create_container", call_create_container },
+  { FRAKTI__AGENT__V1__REQUEST__CALL_START_CONTAINER, "start_container", call_start_container },
+  { FRAKTI__AGENT__V1__REQUEST__CALL_EXEC, "exec", call_exec },
+  { FRAKTI__AGENT__V1__REQUEST__CALL_SIGNAL, "signal", call_signal },
+  { FRAKTI__AGENT__V1__REQUEST__CALL_WAIT, "wait", call_wait },
+  { FRAKTI__AGENT__V1__REQUEST__CALL_RESIZE_TTY, "resize_tty", call_resize_tty },
+  { FRAKTI__AGENT__V1__REQUEST__CALL_ATTACH_IO, "attach_io", call_attach_io },
+  { FRAKTI__AGENT__V1__REQUEST__CALL_REMOVE_CONTAINER, "remove_container", call_remove_container },
+  { FRAKTI__AGENT__V1__REQUEST__CALL_UPDATE_RESOURCES, "update_resources", call_update_resources },
+  { FRAKTI__AGENT__V1__REQUEST__CALL_CONTAINER_STATS, "container_stats", call_container_stats },
+  { FRAKTI__AGENT__V1__REQUEST__CALL_GUEST_STATS, "guest_stats", call_guest_stats },
+  { FRAKTI__AGENT__V1__REQUEST__CALL_ONLINE_HOTPLUGGED, "online_hotplugged", call_online_hotplugged },
+  { FRAKTI__AGENT__V1__REQUEST__CALL_PORT_FORWARD, "port_forward", call_port_forward },
+  { FRAKTI__AGENT__V1__REQUEST__CALL_LIST_CONTAINERS, "list_containers", call_list_containers },
 };
 
 size_t

@@ -9,8 +9,8 @@
 
 #include "error.h"
 
-/* Bound on fds the loop watches at once (the skeleton needs a handful). */
-#define LOOP_MAX_HANDLERS 64
+/* Bound on fds the loop watches at once: a few per process and port forward. */
+#define LOOP_MAX_HANDLERS 8192
 
 struct loop;
 struct handler;

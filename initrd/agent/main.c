@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "calls.h"
 #include "util.h"
 
 static void
@@ -54,6 +55,10 @@ main (int argc, char **argv)
     agent_error_log (&err);
   if (loop_init (&agent.loop, &err) < 0 || signals_setup (&agent, &err) < 0)
     goto fail;
+  if (containers_init (&agent, &err) < 0)
+    goto fail;
+  if (agent.pid1 && netlink_loopback_up (&err) < 0)
+    agent_error_log (&err);
   if (channel_open (&agent, listen_unix, &err) < 0)
     goto fail;
   printf ("frakti-agent: ready on %s\n", agent.channel);

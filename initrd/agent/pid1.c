@@ -42,7 +42,8 @@ static const struct mount_step mounts[] = {
   { "devpts", "/dev/pts", "devpts", MS_NOSUID | MS_NOEXEC, "newinstance,ptmxmode=0666,mode=0620", false },
   { "shm", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV, "mode=1777", false },
   { "tmpfs", "/run", "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755", false },
-  { "cgroup2", "/sys/fs/cgroup", "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL, true },
+  /* favordynmods: moving a process into a cgroup (every exec) then costs no RCU grace period. */
+  { "cgroup2", "/sys/fs/cgroup", "cgroup2", MS_NOSUID | MS_NODEV | MS_NOEXEC, "favordynmods", true },
 };
 
 static int
@@ -55,6 +56,9 @@ do_mount (const struct mount_step *m, struct agent_error *err)
       if (errno == EBUSY)
         return 0; /* already mounted */
       if (m->optional && errno == ENODEV)
+        return 0;
+      /* An option this kernel lacks (favordynmods before 6.0): mount without it. */
+      if (m->optional && errno == EINVAL && m->data && mount (m->source, m->target, m->fstype, m->flags, NULL) == 0)
         return 0;
       return agent_error_set (err, errno, "mount %s on `%s`", m->fstype, m->target);
     }
@@ -107,7 +111,7 @@ pid1_setup (struct agent_error *err)
 }
 
 void
-reap_children (void)
+reap_children (struct agent *agent)
 {
   /* Bounded by the number of children: waitpid returns 0 or -1 once none is left. */
   for (;;)
@@ -116,6 +120,7 @@ reap_children (void)
       pid_t pid = waitpid (-1, &status, WNOHANG);
       if (pid <= 0)
         break;
+      containers_on_exit (agent, pid, status);
     }
 }
 
@@ -127,7 +132,7 @@ on_signal (struct loop *loop UNUSED, struct handler *h, uint32_t events UNUSED)
   /* Drain; SIGCHLD coalesces, so reap everything each time. */
   while (read (h->fd, si, sizeof (si)) > 0)
     ;
-  reap_children ();
+  reap_children (h->data);
 }
 
 int

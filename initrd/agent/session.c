@@ -22,9 +22,13 @@ const uint8_t AGENT_MAGIC[8] = { 0xff, 'F', 'R', 'K', 'T', 'A', 'G', 'T' };
 #define IN_CAPACITY_BYTES (FRAME_HEADER_BYTES + MAX_FRAME_PAYLOAD_BYTES)
 /* Above this much unsent output the session stops reading requests. */
 #define OUT_HIGH_WATER_BYTES ((size_t) 256 * 1024)
-/* High water, plus one response and one GOAWAY, plus the sync marker. */
+/* High water, plus one response and one GOAWAY, plus the sync marker, plus
+ * one DATA frame and the small frames (events, WINDOW, CLOSE) that may be
+ * queued above the mark: at most a few per process. */
+#define OUT_EVENT_SLACK_BYTES ((size_t) 4 * 1024 * 1024)
 #define OUT_CAPACITY_BYTES \
-  (OUT_HIGH_WATER_BYTES + 2 * (FRAME_HEADER_BYTES + MAX_FRAME_PAYLOAD_BYTES) + 2 * MAGIC_BYTES + NONCE_BYTES)
+  (OUT_HIGH_WATER_BYTES + 2 * (FRAME_HEADER_BYTES + MAX_FRAME_PAYLOAD_BYTES) + 2 * MAGIC_BYTES + NONCE_BYTES \
+   + FRAME_HEADER_BYTES + MAX_DATA_BYTES + OUT_EVENT_SLACK_BYTES)
 
 _Static_assert (FRAME_HEADER_BYTES == 12, "agent.proto and the header layout disagree");
 _Static_assert (MAGIC_BYTES == sizeof (HOST_MAGIC), "agent.proto and the magic disagree");
@@ -48,7 +52,10 @@ session_init (struct session *s, struct agent *agent, enum session_kind kind)
 void
 session_reset (struct session *s)
 {
+  bool was_open = s->state == SESSION_OPEN;
   s->state = SESSION_UNSYNCED;
+  if (was_open)
+    streams_session_changed (s->agent);
   s->in_len = 0;
   s->out_len = 0;
   s->out_off = 0;
@@ -99,6 +106,22 @@ session_update_watch (struct session *s)
     events = EPOLLRDHUP;
   if (loop_watch (&s->agent->loop, &s->h, events, &err) < 0)
     agent_error_log (&err);
+}
+
+struct session *
+agent_session (struct agent *agent)
+{
+  if (agent->port.active && ! agent->port.waiting_for_host && agent->port.state == SESSION_OPEN)
+    return &agent->port;
+  if (agent->conn.active && agent->conn.state == SESSION_OPEN)
+    return &agent->conn;
+  return NULL;
+}
+
+bool
+session_has_room (struct session *s)
+{
+  return s->out_len < OUT_HIGH_WATER_BYTES;
 }
 
 static void
@@ -252,7 +275,11 @@ handle_hello (struct session *s, uint32_t stream_id, const uint8_t *payload, siz
   memcpy (nonce, hello->nonce.data, NONCE_BYTES);
   frakti__agent__v1__hello__free_unpacked (hello, NULL);
 
-  /* A new session: whatever the previous host left unsent is dropped. */
+  /* A new session: whatever the previous host left unsent is dropped, and
+   * the old session's streams are detached (AttachIo reattaches them). */
+  /* Unconditionally: over virtio-serial a new host may say HELLO before we
+   * ever saw the old one go (the magic moved the state on already). */
+  streams_session_changed (s->agent);
   s->out_len = 0;
   s->out_off = 0;
   reply.protocol_version = PROTOCOL_VERSION;
@@ -271,7 +298,7 @@ handle_hello (struct session *s, uint32_t stream_id, const uint8_t *payload, siz
 static int
 handle_frame (struct session *s, uint8_t type, uint32_t stream_id, const uint8_t *payload, size_t len)
 {
-  char msg[96];
+  char msg[160];
 
   if (type == FRAME_HELLO)
     return handle_hello (s, stream_id, payload, len);
@@ -285,6 +312,12 @@ handle_frame (struct session *s, uint8_t type, uint32_t stream_id, const uint8_t
         return protocol_error (s, EPROTO, "REQUEST on an even stream id (host streams are odd)");
       n = dispatch_request (s->agent, payload, len, &resp);
       session_queue_frame (s, FRAME_RESPONSE, stream_id, resp, n);
+      return 0;
+    }
+  if (type == FRAME_DATA || type == FRAME_WINDOW || type == FRAME_CLOSE)
+    {
+      if (streams_on_frame (s->agent, type, stream_id, payload, len, msg, sizeof (msg)) < 0)
+        return protocol_error (s, EPROTO, msg);
       return 0;
     }
   snprintf (msg, sizeof (msg), "frame type %u is not accepted from the host", (unsigned) type);
@@ -386,6 +419,19 @@ session_peer_gone (struct session *s)
     port_host_gone (s);
 }
 
+void
+session_kick (struct session *s)
+{
+  if (! s->active || s->waiting_for_host)
+    return;
+  if (session_write (s) < 0)
+    {
+      session_peer_gone (s);
+      return;
+    }
+  session_update_watch (s);
+}
+
 static void
 session_after_io (struct session *s)
 {
@@ -395,6 +441,16 @@ session_after_io (struct session *s)
     {
       session_peer_gone (s);
       return;
+    }
+  /* Room in the output queue: streams held back by it go on. */
+  if (s->state == SESSION_OPEN && session_has_room (s))
+    {
+      streams_pump_all (s->agent);
+      if (session_write (s) < 0)
+        {
+          session_peer_gone (s);
+          return;
+        }
     }
   if (s->input_blocked && s->out_len < OUT_HIGH_WATER_BYTES)
     {

@@ -33,6 +33,12 @@ export const NONCE_BYTES = 16;
 export const MAGIC_BYTES = 8;
 export const MAX_SYNC_DISCARD_BYTES = 16 * 1024 * 1024;
 export const AGENT_VSOCK_PORT = 1024;
+/** Largest DATA payload either side sends. */
+export const MAX_DATA_BYTES = 64 * 1024;
+/** Initial credit of each direction of a byte stream. */
+export const STREAM_WINDOW_BYTES = 256 * 1024;
+/** Output the agent holds per stream while the host cannot take it. */
+export const STREAM_BUFFER_BYTES = 256 * 1024;
 /** The virtio-serial port name the agent looks for under /sys/class/virtio-ports. */
 export const AGENT_SERIAL_PORT_NAME = 'org.frakti.agent.0';
 
@@ -45,10 +51,10 @@ export enum FrameType {
   HELLO = 1,
   REQUEST = 2,
   RESPONSE = 3,
-  DATA = 4, // reserved (issue 3)
-  WINDOW = 5, // reserved (issue 3)
-  CLOSE = 6, // reserved (issue 3)
-  EVENT = 7, // reserved (issue 3)
+  DATA = 4,
+  WINDOW = 5,
+  CLOSE = 6,
+  EVENT = 7,
   GOAWAY = 8,
 }
 

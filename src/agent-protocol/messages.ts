@@ -32,7 +32,9 @@ export function protoEnum(name: 'Limits' | 'FrameType'): Record<string, number> 
 /** Strings from the guest longer than this are a protocol error. */
 export const MAX_AGENT_STRING_BYTES = 4096;
 
-const DECODE_OPTIONS: protobuf.IConversionOptions = { longs: Number, bytes: Buffer, defaults: true, oneofs: true };
+// 64-bit fields come out as decimal strings and are range-checked by u64()/i64().
+const DECODE_OPTIONS: protobuf.IConversionOptions = { longs: String, bytes: Buffer, defaults: true, oneofs: true };
+const EventType = lookup('Event');
 
 export interface HelloMessage {
   protocolVersion: number;
@@ -45,10 +47,30 @@ export interface AgentErrorMessage {
   message: string;
 }
 
+/** Calls whose request is a plain message, named as in Request's oneof (camelCase). */
+export type BodyCall =
+  | 'setupSandbox'
+  | 'configureNetwork'
+  | 'createContainer'
+  | 'startContainer'
+  | 'exec'
+  | 'signal'
+  | 'wait'
+  | 'resizeTty'
+  | 'attachIo'
+  | 'removeContainer'
+  | 'updateResources'
+  | 'containerStats'
+  | 'guestStats'
+  | 'onlineHotplugged'
+  | 'portForward'
+  | 'listContainers';
+
 export type RequestCall =
   | { call: 'version' }
   | { call: 'ping'; data?: Buffer }
-  | { call: 'shutdown' };
+  | { call: 'shutdown' }
+  | { call: BodyCall; body: Record<string, unknown> };
 
 export interface VersionResult {
   agentVersion: string;
@@ -60,7 +82,31 @@ export type ResponseResult =
   | { result: 'error'; error: AgentErrorMessage }
   | { result: 'version'; version: VersionResult }
   | { result: 'ping'; data: Buffer }
-  | { result: 'shutdown' };
+  | { result: 'shutdown' }
+  /** Results of the BodyCalls: the decoded message, validated by the caller with the checkers below. */
+  | { result: BodyResult; body: Record<string, unknown> };
+
+export type BodyResult =
+  | 'setupSandbox'
+  | 'configureNetwork'
+  | 'createContainer'
+  | 'started'
+  | 'signal'
+  | 'wait'
+  | 'resizeTty'
+  | 'attachIo'
+  | 'removeContainer'
+  | 'updateResources'
+  | 'containerStats'
+  | 'guestStats'
+  | 'onlineHotplugged'
+  | 'portForward'
+  | 'listContainers';
+
+const BODY_RESULTS: ReadonlySet<string> = new Set<BodyResult>([
+  'setupSandbox', 'configureNetwork', 'createContainer', 'started', 'signal', 'wait', 'resizeTty', 'attachIo',
+  'removeContainer', 'updateResources', 'containerStats', 'guestStats', 'onlineHotplugged', 'portForward', 'listContainers',
+]);
 
 export function encodeHello(hello: { protocolVersion: number; nonce: Buffer }): Buffer {
   return Buffer.from(HelloType.encode(HelloType.fromObject(hello)).finish());
@@ -78,6 +124,8 @@ export function encodeRequest(req: RequestCall): Buffer {
     case 'shutdown':
       body = { shutdown: {} };
       break;
+    default:
+      body = { [req.call]: req.body };
   }
   return Buffer.from(RequestType.encode(RequestType.fromObject(body)).finish());
 }
@@ -90,20 +138,51 @@ function decode(type: protobuf.Type, payload: Buffer, what: string): Record<stri
   }
 }
 
-function boundedString(v: unknown, field: string): string {
+// Checkers for values from the guest: each returns the value or throws AGENT_PROTOCOL.
+
+export function boundedString(v: unknown, field: string, maxBytes = MAX_AGENT_STRING_BYTES): string {
   if (typeof v !== 'string') throw protocolError(`${field} is not a string`);
-  if (Buffer.byteLength(v) > MAX_AGENT_STRING_BYTES) throw protocolError(`${field} exceeds ${MAX_AGENT_STRING_BYTES} bytes`);
+  if (v.length > maxBytes || Buffer.byteLength(v) > maxBytes) throw protocolError(`${field} exceeds ${maxBytes} bytes`);
   return v;
 }
 
-function uint32(v: unknown, field: string): number {
+export function uint32(v: unknown, field: string): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > 0xffffffff) throw protocolError(`${field} is not a uint32`);
   return v;
 }
 
-function object(v: unknown, field: string): Record<string, unknown> {
-  if (typeof v !== 'object' || v === null) throw protocolError(`${field} is missing`);
+export function int32(v: unknown, field: string): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < -0x80000000 || v > 0x7fffffff) throw protocolError(`${field} is not an int32`);
+  return v;
+}
+
+/** A 64-bit field (decoded as a decimal string) as a bigint within [min, max]. */
+export function int64Big(v: unknown, field: string, min: bigint, max: bigint): bigint {
+  if (typeof v !== 'string' || !/^-?[0-9]{1,20}$/.test(v)) throw protocolError(`${field} is not a 64-bit integer`);
+  const n = BigInt(v);
+  if (n < min || n > max) throw protocolError(`${field} ${v} is out of range`);
+  return n;
+}
+
+/** A 64-bit field that must fit a safe JavaScript integer, >= 0. */
+export function u64(v: unknown, field: string): number {
+  return Number(int64Big(v, field, 0n, BigInt(Number.MAX_SAFE_INTEGER)));
+}
+
+export function bool(v: unknown, field: string): boolean {
+  if (typeof v !== 'boolean') throw protocolError(`${field} is not a boolean`);
+  return v;
+}
+
+export function object(v: unknown, field: string): Record<string, unknown> {
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw protocolError(`${field} is missing`);
   return v as Record<string, unknown>;
+}
+
+export function array(v: unknown, field: string, maxItems: number): unknown[] {
+  if (!Array.isArray(v)) throw protocolError(`${field} is not a list`);
+  if (v.length > maxItems) throw protocolError(`${field} has ${v.length} items, more than ${maxItems}`);
+  return v;
 }
 
 /** The agent's HELLO: its protocol version and agent version. */
@@ -153,6 +232,20 @@ export function decodeResponse(payload: Buffer): ResponseResult {
     case 'shutdown':
       return { result: 'shutdown' };
     default:
+      if (typeof m.result === 'string' && BODY_RESULTS.has(m.result)) {
+        return { result: m.result as BodyResult, body: object(m[m.result], m.result) };
+      }
       throw protocolError('response carries no known result');
   }
+}
+
+export type EventMessage =
+  | { event: 'exit'; body: Record<string, unknown> }
+  | { event: 'oom'; body: Record<string, unknown> };
+
+/** An EVENT payload: which event and its (unchecked) fields. */
+export function decodeEvent(payload: Buffer): EventMessage {
+  const m = decode(EventType, payload, 'event');
+  if (m.event === 'exit' || m.event === 'oom') return { event: m.event, body: object(m[m.event], m.event) };
+  throw protocolError('event carries no known kind');
 }

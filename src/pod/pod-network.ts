@@ -35,10 +35,17 @@ export function cniRequest(podId: string, spec: PodSpec): PodNetworkRequest {
   };
 }
 
-export async function setUpPodNetwork(podId: string, spec: PodSpec, cni: CniNetwork, undo: UndoStack): Promise<PodNetwork> {
+/** The pod's network namespace: made first, so QEMU can start in it while CNI works. */
+export async function createPodNetns(podId: string, undo: UndoStack): Promise<string> {
   const netns = podNetnsName(podId);
   await createNetns(netns);
   undo.push(`delete netns ${netns}`, () => deleteNetns(netns));
+  return netns;
+}
+
+/** CNI ADD in the pod's namespace, then the tap wired to its eth0. */
+export async function attachPodNetwork(podId: string, spec: PodSpec, cni: CniNetwork, undo: UndoStack): Promise<PodNetwork> {
+  const netns = podNetnsName(podId);
   const req = cniRequest(podId, spec);
   let addFailed = false;
   undo.push(`CNI DEL ${cni.name}`, async () => {

@@ -14,7 +14,10 @@ import type { Vm } from '../vmm/index.js';
 import { GUEST_SHARE_DIR, SHARE_TAG, newId, podName, type PodContext } from './context.js';
 import { PodError } from './errors.js';
 import { checkHostname, hostsFile, resolvConf } from './guest-files.js';
-import { setUpPodNetwork, tearDownPodNetwork, podNetnsName } from './pod-network.js';
+import { attachPodNetwork, createPodNetns, tearDownPodNetwork, podNetnsName, type PodNetwork } from './pod-network.js';
+import { netnsPath } from '../network/index.js';
+import { hotplugNic } from '../vmm/index.js';
+import type { PodAgent } from './agent-port.js';
 import { killAndForget, stopContainerProcess } from './container-ops.js';
 import type { PodRecordMeta, PodSpec } from './types.js';
 
@@ -22,6 +25,8 @@ const log = logger('pod');
 export const AGENT_READY_TIMEOUT_MS = 60_000;
 export const UNDO_TIMEOUT_MS = 60_000;
 export const POD_STOP_GRACE_MS = 10_000;
+export const NIC_APPEAR_TIMEOUT_MS = 10_000;
+const NIC_POLL_MS = 50;
 
 function guard<T>(ctx: PodContext, id: string, what: string, fn: () => Promise<T>): Promise<T> {
   if (ctx.busy.has(id)) return Promise.reject(new PodError('FAILED_PRECONDITION', `${what}: another operation on ${id} is under way`));
@@ -51,22 +56,33 @@ export async function runPodSandbox(ctx: PodContext, spec: PodSpec): Promise<str
 
       const t0 = Date.now();
       const mark = (step: string) => log.trace(`run ${id.slice(0, 12)}: ${step} at ${Date.now() - t0} ms`);
-      const cni = await ctx.deps.network();
-      const net = await setUpPodNetwork(id, spec, cni, undo);
-      mark('network');
-
+      const netnsName = await createPodNetns(id, undo);
       const share = ctx.shareDir(id);
       await mkdir(share, { recursive: true, mode: 0o711 });
       undo.push(`remove ${share}`, () => rm(join(share, '..'), { recursive: true, force: true }));
       const files = podFilesDir(ctx, id);
       await mkdir(files, { mode: 0o755 });
       await writeFile(join(files, 'hostname'), spec.hostname + '\n');
-      await writeFile(join(files, 'hosts'), hostsFile(spec.hostname, net.ips));
       await writeFile(join(files, 'resolv.conf'), resolv);
 
-      const vm = await launch(ctx, id, spec, net.netnsPath, net.wiring.tap, net.wiring.iface.mac);
-      undo.push(`stop VM ${id}`, () => vm.stop({ timeoutMs: POD_STOP_GRACE_MS }));
-      mark('VM launched');
+      // The VM boots (in the pod's namespace, without a NIC yet) while CNI
+      // sets up the network; the NIC is plugged in once the tap is wired.
+      // Both branches settle before anything is undone, so nothing they
+      // acquired escapes the undo stack.
+      const [netR, vmR] = await Promise.allSettled([
+        ctx.deps.network().then((cni) => attachPodNetwork(id, spec, cni, undo)),
+        launch(ctx, id, spec, netnsPath(netnsName)).then((vm) => {
+          undo.push(`stop VM ${id}`, () => vm.stop({ timeoutMs: POD_STOP_GRACE_MS }));
+          return vm;
+        }),
+      ]);
+      if (netR.status === 'rejected') throw netR.reason;
+      if (vmR.status === 'rejected') throw vmR.reason;
+      const net = netR.value;
+      const vm = vmR.value;
+      mark('network and VM');
+      await hotplugNic(vm.qmp, { id: 'net0', tap: net.wiring.tap, mac: net.wiring.iface.mac });
+      await writeFile(join(files, 'hosts'), hostsFile(spec.hostname, net.ips));
       const agent = await ctx.deps.waitForAgent(vm.agentEndpoint(), { timeoutMs: AGENT_READY_TIMEOUT_MS }).catch(async (err) => {
         const console = await vm.readConsole(4096).catch(() => '');
         throw new PodError('INTERNAL', `the guest agent did not come up: ${errorMessage(err)}${console ? `; console: ${console.trim().split('\n').slice(-3).join(' | ')}` : ''}`);
@@ -74,11 +90,7 @@ export async function runPodSandbox(ctx: PodContext, spec: PodSpec): Promise<str
       undo.push('close agent', () => agent.close());
       mark('agent ready');
       await agent.setupSandbox({ hostname: spec.hostname, resolvConf: resolv, hosts: hostsFile(spec.hostname, net.ips), sysctls: spec.sysctls, shares: [{ tag: SHARE_TAG, mountPoint: GUEST_SHARE_DIR }] });
-      await agent.configureNetwork({
-        interfaces: [{ mac: net.wiring.iface.mac, mtu: net.wiring.iface.mtu, addresses: net.wiring.iface.addresses }],
-        routes: net.wiring.routes.map((r) => ({ dst: r.dst, gateway: r.gateway })),
-      });
-
+      await configureGuestNetwork(agent, net);
       mark('guest configured');
       await ctx.pods.update(id, (s) => ({ ...s, state: 'READY', unknown: undefined, ips: net.ips, vmPid: vm.pid }));
       ctx.livePods.set(id, { vm, agent });
@@ -94,12 +106,30 @@ export async function runPodSandbox(ctx: PodContext, spec: PodSpec): Promise<str
         if (ctx.pods.get(id)) await ctx.pods.update(id, (s) => ({ ...s, state: 'NOTREADY', unknown: failures.join('; ') })).catch(() => {});
       }
       if (err instanceof PodError) throw err;
+      log.error('run pod failed', { pod: id, err: errorMessage(err), stack: err instanceof Error ? err.stack : undefined });
       throw new PodError('INTERNAL', `run pod ${spec.metadata.namespace}/${spec.metadata.name}: ${errorMessage(err)}`, { pod: id }, err);
     }
   });
 }
 
-async function launch(ctx: PodContext, id: string, spec: PodSpec, netnsPath: string, tap: string, mac: string): Promise<Vm> {
+/** The guest sees a hot-plugged NIC a moment after QMP says it is there: look for it again, bounded. */
+async function configureGuestNetwork(agent: PodAgent, net: PodNetwork): Promise<void> {
+  const deadline = Date.now() + NIC_APPEAR_TIMEOUT_MS;
+  const request = {
+    interfaces: [{ mac: net.wiring.iface.mac, mtu: net.wiring.iface.mtu, addresses: net.wiring.iface.addresses }],
+    routes: net.wiring.routes.map((r) => ({ dst: r.dst, gateway: r.gateway })),
+  };
+  for (;;) {
+    try {
+      return await agent.configureNetwork(request);
+    } catch (err) {
+      if (!/find the NIC/.test(errorMessage(err)) || Date.now() >= deadline) throw err;
+      await new Promise((r) => setTimeout(r, NIC_POLL_MS));
+    }
+  }
+}
+
+async function launch(ctx: PodContext, id: string, spec: PodSpec, netnsPath: string): Promise<Vm> {
   const base = {
     id: id.slice(0, 32),
     dir: ctx.vmDir(id),
@@ -110,7 +140,8 @@ async function launch(ctx: PodContext, id: string, spec: PodSpec, netnsPath: str
     accel: ctx.opts.accel,
     share: { source: ctx.shareDir(id), tag: SHARE_TAG },
     netns: netnsPath,
-    nics: [{ tap, mac }],
+    // One port for the pod's NIC, one spare for later hotplug.
+    pcieRootPorts: 2,
   };
   if (!ctx.opts.vsock) return ctx.deps.launchVm({ ...base, channel: { kind: 'serial' } });
   // A guest CID must be unique on the host; a random one collides rarely, and then once more.

@@ -127,3 +127,35 @@ export async function unplugBlock(qmp: QmpClient, id: string, timeoutMs = DEVICE
   }
   await qmp.execute('blockdev-del', { 'node-name': `${id}-node` });
 }
+
+export interface NicDevice {
+  /** Device id (the netdev gets `${id}-dev`). */
+  id: string;
+  /** Tap in QEMU's network namespace. */
+  tap: string;
+  mac: string;
+}
+
+const MAC_RE = /^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$/;
+const IFNAME_RE = /^[A-Za-z0-9_.-]{1,15}$/;
+
+/**
+ * Adds a virtio-net NIC on a tap to a running VM, on a free root port. A pod
+ * VM boots while CNI sets up the pod's network; its NIC arrives this way.
+ */
+export async function hotplugNic(qmp: QmpClient, nic: NicDevice): Promise<string> {
+  if (!ID_RE.test(nic.id) || !IFNAME_RE.test(nic.tap) || !MAC_RE.test(nic.mac)) {
+    throw new VmError('HOTPLUG', `NIC ${nic.id}: bad id, tap name or MAC (${nic.tap}, ${nic.mac})`);
+  }
+  const port = await freeRootPort(qmp);
+  const netdev = `${nic.id}-dev`;
+  // vhost off: /dev/vhost-net is not on every node, and TCG gains nothing from it.
+  await qmp.execute('netdev_add', { type: 'tap', id: netdev, ifname: nic.tap, script: 'no', downscript: 'no', vhost: false });
+  try {
+    await qmp.execute('device_add', { driver: 'virtio-net-pci', id: nic.id, netdev, mac: nic.mac.toLowerCase(), bus: port, 'disable-legacy': 'on' });
+  } catch (err) {
+    await qmp.execute('netdev_del', { id: netdev }).catch(() => {});
+    throw err;
+  }
+  return port;
+}

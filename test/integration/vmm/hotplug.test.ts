@@ -3,27 +3,32 @@
 // only after the guest let go of it).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Vm, guestAssets, hotplugBlock, hotplugCpus, hotplugMemory, listMemoryDevices, unplugBlock } from '../../../src/vmm/index.js';
+import { Vm, guestAssets, hotplugBlock, hotplugCpus, hotplugMemory, hotplugNic, listMemoryDevices, unplugBlock } from '../../../src/vmm/index.js';
+import { execa } from 'execa';
 import { killLeftovers } from '../../helpers/vmm-leaks.js';
 
 let root: string;
 let vm: Vm;
+const NS = `frakti-hotplug-${process.pid}`;
 
 before(async () => {
   root = await mkdtemp(join(tmpdir(), 'frakti-hotplug-'));
   const a = guestAssets();
+  await execa('ip', ['netns', 'add', NS]);
+  await execa('ip', ['-n', NS, 'tuntap', 'add', 'dev', 'tap0', 'mode', 'tap']);
   vm = await Vm.launch({
     id: 'hotplug', dir: join(root, 'vm'), cpus: 1, maxCpus: 3, memoryMiB: 256, maxMemoryMiB: 768,
-    kernel: a.kernel, initrd: a.initrd, accel: 'tcg', channel: { kind: 'serial' }, pcieRootPorts: 1,
+    kernel: a.kernel, initrd: a.initrd, accel: 'tcg', channel: { kind: 'serial' }, pcieRootPorts: 2, netns: `/run/netns/${NS}`,
   });
 });
 
 after(async () => {
   await vm?.stop({ timeoutMs: 5_000 }).catch(() => {});
   const left = await killLeftovers(root);
+  await execa('ip', ['netns', 'del', NS], { reject: false });
   await rm(root, { recursive: true, force: true });
   assert.deepEqual(left, []);
 });
@@ -55,10 +60,31 @@ test('a disk is plugged on a free root port and released by the guest on unplug'
   const b = blocks.find((x) => x.qdev.includes('vol0'));
   assert.equal(b?.inserted?.file, disk);
   assert.equal(b?.inserted?.ro, true);
-  await assert.rejects(hotplugBlock(vm.qmp, { id: 'vol1', path: disk }), /no free PCIe root port \(the VM has 1\)/);
+  // A second disk (one image file is locked by the device that holds it).
+  const disk2 = join(root, 'disk2.img');
+  await writeFile(disk2, '');
+  await truncate(disk2, 16 * 1024 * 1024);
+  await assert.rejects(hotplugBlock(vm.qmp, { id: 'volx', path: disk }), /Failed to get "write" lock/);
+  assert.equal(await hotplugBlock(vm.qmp, { id: 'vol1', path: disk2 }), 'rp1');
+  await assert.rejects(hotplugBlock(vm.qmp, { id: 'vol3', path: disk2 }), /no free PCIe root port \(the VM has 2\)/);
+  await unplugBlock(vm.qmp, 'vol1');
   await unplugBlock(vm.qmp, 'vol0');
   assert.ok(!((await vm.qmp.execute('query-block')) as { qdev: string }[]).some((x) => x.qdev.includes('vol0')));
   // The port is free again.
   assert.equal(await hotplugBlock(vm.qmp, { id: 'vol2', path: disk }), 'rp0');
   await unplugBlock(vm.qmp, 'vol2');
+});
+
+test('a NIC on a tap in the VM namespace is plugged with the MAC asked for', async () => {
+  await assert.rejects(hotplugNic(vm.qmp, { id: 'nic0', tap: 'tap0', mac: 'not-a-mac' }), /bad id, tap name or MAC/);
+  const port = await hotplugNic(vm.qmp, { id: 'nic0', tap: 'tap0', mac: '0A:58:0A:58:00:09' });
+  assert.match(port, /^rp\d$/);
+  const filters = (await vm.qmp.execute('query-rx-filter')) as { 'main-mac': string }[];
+  assert.deepEqual(filters.map((f) => f['main-mac']), ['0a:58:0a:58:00:09']);
+  const fds = await readdir(`/proc/${vm.pid}/fdinfo`);
+  const infos = await Promise.all(fds.map((fd) => readFile(`/proc/${vm.pid}/fdinfo/${fd}`, 'utf8').catch(() => '')));
+  assert.ok(infos.some((i) => /^iff:\s+tap0$/m.test(i)), 'QEMU opened tap0');
+  // The same id twice is refused by QEMU; the VM keeps its one NIC.
+  await assert.rejects(hotplugNic(vm.qmp, { id: 'nic0', tap: 'tap0', mac: '0a:58:0a:58:00:0a' }), /QMP (netdev_add|device_add)/);
+  assert.equal(((await vm.qmp.execute('query-rx-filter')) as unknown[]).length, 1, 'still one NIC');
 });

@@ -1,0 +1,179 @@
+// One byte stream of the agent channel, host side: process stdout/stderr
+// (agent -> host), stdin (host -> agent), or a port forward (both ways).
+//
+// Flow control (agent.proto): each direction starts with STREAM_WINDOW_BYTES
+// of credit. Inbound: the agent may send that much; we give credit back with
+// WINDOW only as the consumer reads (Readable._read), so at most a window plus
+// the Readable's buffer is held here however much the process writes.
+// Outbound: we send at most the credit the agent granted; a write waits for
+// WINDOW. A peer that exceeds its credit breaks the protocol.
+import { Duplex, Readable, Writable } from 'node:stream';
+import { protocolError } from './errors.js';
+import { FrameType, MAX_DATA_BYTES, STREAM_WINDOW_BYTES } from './framing.js';
+
+/** Most credit a stream may accumulate (a peer granting more is broken). */
+const MAX_CREDIT_BYTES = 64 * 1024 * 1024;
+/** Readable buffer before we stop granting credit. */
+const READ_HIGH_WATER_BYTES = 64 * 1024;
+
+export interface FrameSink {
+  send(type: FrameType, streamId: number, payload: Buffer): void;
+  readonly open: boolean;
+}
+
+function windowPayload(n: number): Buffer {
+  const b = Buffer.allocUnsafe(4);
+  b.writeUInt32BE(n, 0);
+  return b;
+}
+
+/** Fails a node stream with err when someone listens for errors, else ends it (an unhandled 'error' would crash the daemon). */
+function failQuietly(s: Readable | Writable | Duplex, err: Error, readable: boolean): void {
+  if (s.destroyed) return;
+  if (s.listenerCount('error') > 0) s.destroy(err);
+  else if (readable) (s as Readable).push(null);
+  else s.destroy();
+}
+
+export class ByteStream {
+  /** What node streams the caller gets. */
+  readonly stream: Duplex | Readable | Writable;
+  /** Inbound: credit the agent still has; null when this stream has no inbound direction. */
+  private inCredit: number | null;
+  private inUngranted = 0;
+  private inDone: boolean;
+  private inDiscard = false;
+  /** Outbound: credit we have; null when no outbound direction. */
+  private outCredit: number | null;
+  private outDone: boolean;
+  private pendingWrite: { chunk: Buffer; cb: (err?: Error | null) => void } | null = null;
+
+  constructor(
+    readonly id: number,
+    private readonly sink: FrameSink,
+    readonly dirs: { inbound: boolean; outbound: boolean },
+    private readonly onFinished: (s: ByteStream) => void,
+  ) {
+    this.inCredit = dirs.inbound ? STREAM_WINDOW_BYTES : null;
+    this.outCredit = dirs.outbound ? STREAM_WINDOW_BYTES : null;
+    this.inDone = !dirs.inbound;
+    this.outDone = !dirs.outbound;
+    const read = () => this.grant();
+    const write = (chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void) => this.write(chunk, cb);
+    const final = (cb: (err?: Error | null) => void) => this.finalOut(cb);
+    const destroy = (err: Error | null, cb: (err?: Error | null) => void) => {
+      this.onDestroyed();
+      cb(err);
+    };
+    if (dirs.inbound && dirs.outbound) {
+      this.stream = new Duplex({ read, write, final, destroy, readableHighWaterMark: READ_HIGH_WATER_BYTES, allowHalfOpen: true });
+    } else if (dirs.inbound) {
+      this.stream = new Readable({ read, destroy, highWaterMark: READ_HIGH_WATER_BYTES });
+    } else {
+      this.stream = new Writable({ write, final, destroy });
+    }
+  }
+
+  get finished(): boolean {
+    return this.inDone && this.outDone;
+  }
+
+  /** DATA from the agent. Throws AGENT_PROTOCOL when it is not ours to receive or exceeds the credit. */
+  onData(payload: Buffer): void {
+    if (this.inCredit === null || this.inDone) throw protocolError(`DATA on stream ${this.id}, which the agent may not write`, { streamId: this.id });
+    if (payload.length > MAX_DATA_BYTES) throw protocolError(`DATA of ${payload.length} bytes on stream ${this.id} exceeds ${MAX_DATA_BYTES}`);
+    if (payload.length > this.inCredit) {
+      throw protocolError(`agent sent ${payload.length} bytes on stream ${this.id} with ${this.inCredit} bytes of credit`, { streamId: this.id });
+    }
+    this.inCredit -= payload.length;
+    if (this.inDiscard) {
+      // Nobody reads any more: keep the process going by granting at once.
+      this.sendWindow(payload.length);
+      return;
+    }
+    this.inUngranted += payload.length;
+    (this.stream as Readable).push(Buffer.from(payload));
+  }
+
+  onWindow(payload: Buffer): void {
+    if (payload.length !== 4) throw protocolError(`WINDOW on stream ${this.id} has ${payload.length} bytes, not 4`);
+    if (this.outCredit === null) throw protocolError(`WINDOW on stream ${this.id}, which we do not write`);
+    const n = payload.readUInt32BE(0);
+    if (n === 0 || this.outCredit + n > MAX_CREDIT_BYTES) throw protocolError(`WINDOW of ${n} bytes on stream ${this.id} is out of range`);
+    if (this.outDone) return;
+    this.outCredit += n;
+    const p = this.pendingWrite;
+    if (p) {
+      this.pendingWrite = null;
+      this.write(p.chunk, p.cb);
+    }
+  }
+
+  onClose(payload: Buffer): void {
+    if (payload.length !== 0) throw protocolError(`CLOSE on stream ${this.id} carries a payload`);
+    if (this.inCredit === null || this.inDone) throw protocolError(`CLOSE on stream ${this.id}, which the agent does not write`);
+    this.inDone = true;
+    if (!this.inDiscard) (this.stream as Readable).push(null);
+    if (this.finished) this.onFinished(this);
+  }
+
+  /** The channel closed: the streams end (with err when someone listens). */
+  onChannelClosed(err: Error): void {
+    const p = this.pendingWrite;
+    this.pendingWrite = null;
+    this.inDone = true;
+    this.outDone = true;
+    if (p) p.cb(err);
+    failQuietly(this.stream, err, this.dirs.inbound);
+  }
+
+  private grant(): void {
+    if (this.inUngranted === 0 || this.inDone || !this.sink.open) return;
+    const n = this.inUngranted;
+    this.inUngranted = 0;
+    this.sendWindow(n);
+  }
+
+  private sendWindow(n: number): void {
+    this.inCredit! += n;
+    if (this.sink.open) this.sink.send(FrameType.WINDOW, this.id, windowPayload(n));
+  }
+
+  private write(chunk: Buffer, cb: (err?: Error | null) => void): void {
+    if (this.outDone || !this.sink.open) return cb(new Error(`stream ${this.id} is closed`));
+    let off = 0;
+    while (off < chunk.length && this.outCredit! > 0) {
+      const n = Math.min(chunk.length - off, this.outCredit!, MAX_DATA_BYTES);
+      this.sink.send(FrameType.DATA, this.id, chunk.subarray(off, off + n));
+      this.outCredit! -= n;
+      off += n;
+    }
+    if (off < chunk.length) this.pendingWrite = { chunk: chunk.subarray(off), cb };
+    else cb();
+  }
+
+  private finalOut(cb: (err?: Error | null) => void): void {
+    if (!this.outDone) {
+      this.outDone = true;
+      if (this.sink.open) this.sink.send(FrameType.CLOSE, this.id, Buffer.alloc(0));
+      if (this.finished) this.onFinished(this);
+    }
+    cb();
+  }
+
+  private onDestroyed(): void {
+    // The consumer gave up reading: drain the rest so the process is not stuck on a full pipe.
+    if (!this.inDone) {
+      this.inDiscard = true;
+      if (this.inUngranted > 0) this.grant();
+    }
+    if (!this.outDone) {
+      this.outDone = true;
+      const p = this.pendingWrite;
+      this.pendingWrite = null;
+      if (p) p.cb(new Error(`stream ${this.id} destroyed`));
+      if (this.sink.open) this.sink.send(FrameType.CLOSE, this.id, Buffer.alloc(0));
+    }
+    if (this.finished) this.onFinished(this);
+  }
+}

@@ -1,0 +1,118 @@
+// The shapes of the agent calls as the host sees them. They match what the
+// pod room asks of an agent (src/pod/agent-port.ts) field for field, so an
+// AgentClient is a PodAgent without either room importing the other.
+
+export interface ShareMount {
+  tag: string;
+  mountPoint: string;
+}
+
+export interface SandboxSetup {
+  hostname: string;
+  /** Full content of /etc/resolv.conf ('' = leave the guest's). */
+  resolvConf: string;
+  /** /etc/hosts content ('' = leave the guest's). */
+  hosts: string;
+  sysctls: Record<string, string>;
+  shares: ShareMount[];
+}
+
+export interface GuestInterface {
+  mac: string;
+  /** Default: the NIC with that MAC keeps its name. */
+  name?: string;
+  mtu: number;
+  /** CIDRs. */
+  addresses: string[];
+}
+export interface GuestRoute {
+  /** CIDR or 'default'. */
+  dst: string;
+  gateway?: string;
+  device?: string;
+}
+export interface GuestNeighbor {
+  ip: string;
+  mac: string;
+  device?: string;
+}
+export interface GuestNetwork {
+  interfaces: GuestInterface[];
+  routes: GuestRoute[];
+  neighbors?: GuestNeighbor[];
+}
+
+export type GuestMount =
+  | { kind: 'bind'; source: string; destination: string; readonly: boolean }
+  | { kind: 'tmpfs' | 'proc' | 'sysfs' | 'devpts' | 'mqueue'; destination: string; options?: string[] };
+
+export interface ProcessSpec {
+  /** For exec: env [] and cwd '' mean the container's; uid/gid -1 mean the container's user. */
+  args: string[];
+  env: string[];
+  cwd: string;
+  uid: number;
+  gid: number;
+  additionalGids: number[];
+  terminal: boolean;
+  stdin: boolean;
+}
+
+export interface GuestResources {
+  cpuShares?: number;
+  cpuQuota?: number;
+  cpuPeriod?: number;
+  memoryLimitBytes?: number;
+  pidsLimit?: number;
+  cpusetCpus?: string;
+}
+
+export interface GuestContainerSpec {
+  id: string;
+  rootfs: string;
+  readonlyRootfs: boolean;
+  hostname: string;
+  process: ProcessSpec;
+  mounts: GuestMount[];
+  capabilities: string[];
+  noNewPrivileges: boolean;
+  /** 'pod': the pod's shared PID namespace; 'container': its own. */
+  pidNamespace: 'pod' | 'container';
+  resources: GuestResources;
+}
+
+export interface ExitStatus {
+  exitCode: number;
+  signal?: string;
+  exitedAt: Date;
+}
+
+export interface ContainerStats {
+  cpuUsageNs: bigint;
+  memoryUsageBytes: number;
+  memoryWorkingSetBytes: number;
+  pids: number;
+  timestamp: Date;
+}
+
+export interface GuestStats {
+  memTotalBytes: number;
+  memAvailableBytes: number;
+  cpus: number;
+}
+
+/** Output of one process; backpressure: the agent stops the writer when the host stops reading. */
+export interface ProcessIo {
+  /** With a terminal everything arrives here. */
+  stdout: NodeJS.ReadableStream;
+  stderr: NodeJS.ReadableStream;
+  /** Present when ProcessSpec.stdin was true; end() closes the process' stdin. */
+  stdin?: NodeJS.WritableStream;
+}
+
+export interface ContainerInfo {
+  id: string;
+  state: 'created' | 'running' | 'exited';
+  pid: number;
+  exit?: ExitStatus;
+}
