@@ -63,11 +63,16 @@ export class SingleFlight<T> {
   private readonly inFlight = new Map<string, Promise<T>>();
 
   run(key: string, fn: () => Promise<T>): Promise<T> {
+    return this.join(key, fn).promise;
+  }
+
+  /** Like run; also says whether the work was already under way for someone else. */
+  join(key: string, fn: () => Promise<T>): { promise: Promise<T>; joined: boolean } {
     const existing = this.inFlight.get(key);
-    if (existing) return existing;
+    if (existing) return { promise: existing, joined: true };
     const p = fn().finally(() => this.inFlight.delete(key));
     this.inFlight.set(key, p);
-    return p;
+    return { promise: p, joined: false };
   }
 
   get size(): number {

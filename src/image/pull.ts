@@ -115,19 +115,23 @@ export async function pullImage(deps: PullDeps, ref: ImageReference, opts: PullO
   log.info('pulling image', { ref: name, layers: targets.length, missing: missing.length });
 
   await mapBounded(missing, deps.maxConcurrentDownloads, async (t) => {
-    // A layer download we joined may belong to a pull that was cancelled; if
-    // ours was not, the layer is fetched again (once) rather than failing.
+    // A layer download we joined belongs to another pull, which may have been
+    // cancelled (its error can be any kind then); if ours was not, the layer is
+    // fetched again, once, by us.
     for (let attempt = 0; ; attempt++) {
+      const { promise, joined } = unpackOnce(t);
       try {
-        await unpackOnce(t);
+        await promise;
+        meter.p.layersDone++;
+        meter.tick();
         return;
       } catch (err) {
-        if (attempt > 0 || opts.signal?.aborted || !isAbort(err)) throw err;
+        if (!joined || attempt > 0 || opts.signal?.aborted) throw err;
       }
     }
   });
-  async function unpackOnce(t: (typeof missing)[number]): Promise<void> {
-    await deps.layerFlight.run(t.diffId, async () => {
+  function unpackOnce(t: (typeof missing)[number]): { promise: Promise<void>; joined: boolean } {
+    return deps.layerFlight.join(t.diffId, async () => {
       if (await deps.snapshots.has(t.diffId)) return;
       const onBytes = (n: number) => {
         meter.p.bytesDone += n;
@@ -140,8 +144,6 @@ export async function pullImage(deps: PullDeps, ref: ImageReference, opts: PullO
         await session.withBlob(t.desc.digest, (body) => fetchLayer(body, t, deps, true, onBytes));
       }
     });
-    meter.p.layersDone++;
-    meter.tick();
   }
 
   // Only now, with every layer in place, do the manifest and config become content the image refers to.
@@ -155,8 +157,4 @@ export async function pullImage(deps: PullDeps, ref: ImageReference, opts: PullO
     config,
     size: manifest.config.size + manifest.layers.reduce((a, l) => a + l.size, 0),
   };
-}
-
-function isAbort(err: unknown): boolean {
-  return err instanceof Error && (err.name === 'AbortError' || (err as { code?: string }).code === 'IMAGE_PULL_ABORTED');
 }

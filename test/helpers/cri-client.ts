@@ -84,6 +84,8 @@ export interface RunningDaemon {
   stderr(): string;
   /** SIGTERM, wait for exit (bounded), then SIGKILL; returns the exit code. */
   stop(): Promise<number | undefined>;
+  /** Sends a signal the test means to send (the exit is then not reported as unexpected). */
+  kill(sig: NodeJS.Signals): void;
   /** stop() and remove the temp directory. Safe to call twice. */
   cleanup(): Promise<void>;
 }
@@ -135,9 +137,12 @@ export async function startDaemon(opts: StartDaemonOptions = {}): Promise<Runnin
   const client = criClient(socket);
   let exited = false;
   let exitCode: number | undefined;
+  let stopping = false;
   const exitedP = child.then((r) => {
     exited = true;
     exitCode = r.exitCode;
+    // A daemon that dies under a test says why, for whoever reads the failure.
+    if (!stopping) process.stderr.write(`frakti daemon exited unexpectedly (code ${r.exitCode}, signal ${r.signal ?? 'none'}):\n${err.slice(-4000)}\n`);
     return r.exitCode;
   });
   let cleaned = false;
@@ -149,7 +154,12 @@ export async function startDaemon(opts: StartDaemonOptions = {}): Promise<Runnin
     child,
     client,
     stderr: () => err,
+    kill(sig: NodeJS.Signals) {
+      stopping = true;
+      child.kill(sig);
+    },
     async stop() {
+      stopping = true;
       client.close();
       if (!exited) {
         child.kill('SIGTERM');

@@ -69,7 +69,7 @@ test('after kill -9 the stale socket is replaced by the next daemon', async (t) 
   t.after(() => rm(dir, { recursive: true, force: true }));
   const first = await startDaemon({ dir });
   t.after(() => first.cleanup());
-  first.child.kill('SIGKILL');
+  first.kill('SIGKILL');
   await first.child;
   assert.ok((await stat(first.socket)).isSocket(), 'kill -9 leaves the socket behind');
   const second = await startDaemon({ dir });

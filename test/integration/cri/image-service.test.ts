@@ -149,7 +149,7 @@ test('SIGTERM lets an in-flight pull finish, then the daemon exits and removes i
   const pull = d.client.image.PullImage!({ image: spec(ref) }, { timeoutMs: 120_000 });
   // Let the call reach the daemon before the signal.
   for (let i = 0; i < 100 && !d.stderr().includes('"rpc":"ImageService/PullImage"'); i++) await new Promise((r) => setTimeout(r, 10));
-  d.child.kill('SIGTERM');
+  d.kill('SIGTERM');
   assert.equal((await pull).image_ref, big.configDigest);
   // (d.stop() would send a second SIGTERM, which means "exit now".)
   assert.equal((await d.child).exitCode, 0);

@@ -178,7 +178,7 @@ test('kill -9 of the daemon: a restart finds pods and containers, logs go on; a 
   const log = join(logDir, 'ticker/0.log');
   await waitFor('ticks', async () => (await logLines(log)).length >= 2, 30_000);
 
-  first.child.kill('SIGKILL');
+  first.kill('SIGKILL');
   await first.child;
   const before = (await logLines(log)).length;
   const second = await startDaemon({ dir: first.dir });

@@ -74,7 +74,7 @@ async function runPod(name: string, cmd: string[], extra: Record<string, unknown
     linux: { security_context: { namespace_options: { network: 'POD', pid: 'CONTAINER', ipc: 'POD' } } },
     ...extra,
   };
-  const { pod_sandbox_id: pod } = await rt.RunPodSandbox!({ config }, { timeoutMs: 120_000 }).catch((e: unknown) => { console.error('DEBUG', d.stderr().split('\n').filter((l) => l.includes('stack')).join('\n')); throw e; });
+  const { pod_sandbox_id: pod } = await rt.RunPodSandbox!({ config }, { timeoutMs: 120_000 });
   const { container_id: c } = await rt.CreateContainer!({ pod_sandbox_id: pod, config: { metadata: { name: 'main', attempt: 0 }, image: { image }, command: cmd, log_path: 'main.log' }, sandbox_config: config });
   await rt.StartContainer!({ container_id: c });
   const ip = (await rt.PodSandboxStatus!({ pod_sandbox_id: pod })).status.network.ip as string;
