@@ -74,11 +74,29 @@ export interface BlockDevice {
   readonly?: boolean;
 }
 
+/**
+ * The root ports that devices were added to, from QEMU's own object tree:
+ * right even before the guest has enumerated the buses (query-pci is not then).
+ */
+async function portsInUse(qmp: QmpClient): Promise<Set<string>> {
+  const children = await qmp.execute<{ name: string; type: string }[]>('qom-list', { path: '/machine/peripheral' });
+  const used = new Set<string>();
+  for (const c of children) {
+    if (!c.type.startsWith('child<') || c.type === 'child<pcie-root-port>') continue;
+    const bus = await qmp.execute<string>('qom-get', { path: `/machine/peripheral/${c.name}`, property: 'parent_bus' }).catch(() => '');
+    const m = /\/(rp\d+)\//.exec(String(bus));
+    if (m) used.add(m[1]!);
+  }
+  return used;
+}
+
 /** Root ports (rp0..) that hold no device yet. */
 async function freeRootPort(qmp: QmpClient): Promise<string> {
-  const buses = await qmp.execute<{ devices: { qdev_id: string; pci_bridge?: { devices: unknown[] } }[] }[]>('query-pci');
+  // Before the guest has numbered the buses (early boot), a port's bridge has no device list at all.
+  const buses = await qmp.execute<{ devices: { qdev_id: string; pci_bridge?: { devices?: unknown[] } }[] }[]>('query-pci');
   const ports = buses.flatMap((b) => b.devices).filter((d) => /^rp\d+$/.test(d.qdev_id));
-  const free = ports.find((p) => (p.pci_bridge?.devices.length ?? 0) === 0);
+  const taken = await portsInUse(qmp);
+  const free = ports.find((p) => (p.pci_bridge?.devices?.length ?? 0) === 0 && !taken.has(p.qdev_id));
   if (!free) throw new VmError('HOTPLUG', `no free PCIe root port (the VM has ${ports.length})`);
   return free.qdev_id;
 }
