@@ -215,6 +215,10 @@ export async function unpackLayer(input: Readable, destDir: string, opts: Unpack
   };
 
   extract.on('entry', (h, body, next) => {
+    // A cancelled pull destroys the extract while an entry is being handled;
+    // its body then errors with nobody reading it. The pipeline reports the
+    // failure; this listener only keeps that error from crashing the process.
+    body.on('error', () => {});
     handle(h, body as unknown as Readable).then(
       () => {
         body.resume();
