@@ -23,7 +23,7 @@ import { constants } from 'node:fs';
 import { access } from 'node:fs/promises';
 import { Vm, chooseAccel, guestAssets, parseAccelChoice, type AccelChoice } from '../../vmm/index.js';
 import { waitForAgent } from '../../agent-protocol/index.js';
-import { PodManager } from '../../pod/index.js';
+import { PodError, PodManager } from '../../pod/index.js';
 import { choosePodNetwork } from '../../pod/pod-network-source.js';
 
 /** Memory the guest kernel and agent need above the containers' limits. */
@@ -59,12 +59,15 @@ options:
   --cni-conf-dir DIR         CNI network configs (default /etc/cni/net.d; none there:
                              frakti's own bridge network)
   --cni-bin-dir DIRS         CNI plugin search path, colon-separated (default /opt/cni/bin:/usr/lib/cni)
+  --no-default-network       without a CNI config, report NetworkReady false instead of
+                             using frakti's own bridge network
   -h, --help`;
 
 export interface PodFlags {
   accel: AccelChoice;
   cniConfDir: string;
   cniBinDirs: string[];
+  defaultNetwork: boolean;
 }
 
 const log = logger('daemon');
@@ -97,6 +100,7 @@ export async function resolveConfig(argv: string[]): Promise<{ cfg: DaemonConfig
         accel: { type: 'string', default: 'auto' },
         'cni-conf-dir': { type: 'string', default: '/etc/cni/net.d' },
         'cni-bin-dir': { type: 'string', default: '/opt/cni/bin:/usr/lib/cni' },
+        'no-default-network': { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
     }));
@@ -133,7 +137,7 @@ export async function resolveConfig(argv: string[]): Promise<{ cfg: DaemonConfig
   }
   const cniBinDirs = values['cni-bin-dir']!.split(':').filter(Boolean);
   if (cniBinDirs.length === 0) throw new UsageError('--cni-bin-dir needs at least one directory');
-  return { cfg, pod: { accel, cniConfDir: values['cni-conf-dir']!, cniBinDirs } };
+  return { cfg, pod: { accel, cniConfDir: values['cni-conf-dir']!, cniBinDirs, defaultNetwork: !values['no-default-network'] } };
 }
 
 /** Resolves on the first SIGTERM or SIGINT; a second one exits at once. */
@@ -177,7 +181,7 @@ export async function run(argv: string[]): Promise<number> {
   // second daemon on the same socket stops here without disturbing the first.
   const images = imageStoreHolder(cfg);
   let pods: PodManager | undefined;
-  const networkSource = { confDir: podFlags.cniConfDir, binDirs: podFlags.cniBinDirs, rootDir: cfg.root };
+  const networkSource = { confDir: podFlags.cniConfDir, binDirs: podFlags.cniBinDirs, rootDir: cfg.root, fallbackToDefault: podFlags.defaultNetwork };
   const server = await CriServer.listen({
     socketPath: cfg.listen,
     maxMessageBytes: cfg.maxMessageBytes,
@@ -212,7 +216,7 @@ export async function run(argv: string[]): Promise<number> {
         images: images.get(),
         network: async () => {
           const n = await choosePodNetwork(networkSource);
-          if (!n.network) throw new Error(n.message);
+          if (!n.network) throw new PodError('FAILED_PRECONDITION', `no pod network: ${n.message}`);
           return n.network;
         },
         launchVm: (spec) => Vm.launch(spec),

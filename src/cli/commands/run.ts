@@ -8,7 +8,7 @@ import { randomBytes } from 'node:crypto';
 import { ImageStore } from '../../image/index.js';
 import { waitForAgent } from '../../agent-protocol/index.js';
 import { Vm, chooseAccel, guestAssets, parseAccelChoice } from '../../vmm/index.js';
-import { PodManager } from '../../pod/index.js';
+import { PodError, PodManager } from '../../pod/index.js';
 import { choosePodNetwork } from '../../pod/pod-network-source.js';
 import { errorMessage } from '../../lib/errors.js';
 import { UsageError } from '../cli-error.js';
@@ -105,7 +105,7 @@ export async function run(argv: string[]): Promise<number> {
       images,
       network: async () => {
         const choice = await choosePodNetwork({ confDir: v['cni-conf-dir']!, binDirs, rootDir: v.root! });
-        if (!choice.network) throw new Error(choice.message);
+        if (!choice.network) throw new PodError('FAILED_PRECONDITION', `no pod network: ${choice.message}`);
         return choice.network;
       },
       launchVm: (spec) => Vm.launch(spec),

@@ -111,3 +111,17 @@ test('a config file is read; flags win over it', async (t) => {
   assert.equal(info.defaultCpus, 2);
   assert.equal(info.defaultMemoryMb, 400);
 });
+
+test('NetworkReady says why not: no CNI config with the default network off, or a plugin missing', async (t) => {
+  const off = await startDaemon({ args: ['--no-default-network'] });
+  t.after(() => off.cleanup());
+  const c1 = (await off.client.runtime.Status!({})).status.conditions.find((c: { type: string }) => c.type === 'NetworkReady');
+  assert.equal(c1.status, false);
+  assert.equal(c1.reason, 'NetworkPluginNotReady');
+  assert.match(c1.message, /no CNI network config found in /);
+  const missing = await startDaemon({ args: ['--cni-bin-dir', '/nonexistent'] });
+  t.after(() => missing.cleanup());
+  const c2 = (await missing.client.runtime.Status!({})).status.conditions.find((c: { type: string }) => c.type === 'NetworkReady');
+  assert.equal(c2.status, false);
+  assert.match(c2.message, /CNI plugin 'bridge' not found in \/nonexistent/);
+});

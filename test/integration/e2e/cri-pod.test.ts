@@ -3,7 +3,7 @@
 // idempotent stop/remove, then a leak check; a restart test; five pods at once.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, mkdir, readdir } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, mkdir, readdir, rename, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -94,7 +94,12 @@ test('a pod with two containers, as kubelet drives it, and nothing left after', 
   assert.equal(ps.status.state, 'SANDBOX_READY');
   assert.match(ps.status.network.ip, /^10\.88\.\d+\.\d+$/);
 
-  const { container_id: c1 } = await rt.CreateContainer!({ pod_sandbox_id: pod, config: containerConfig('one', ['sh', '-c', 'echo hello from one; echo to stderr >&2; cat /etc/resolv.conf; hostname; sleep 1000']), sandbox_config: config });
+  // A host directory shared read-only into the first container.
+  const hostDir = join(d.dir, 'hostdata');
+  await mkdir(hostDir);
+  await writeFile(join(hostDir, 'greeting'), 'from the host\n');
+  const c1Config = { ...containerConfig('one', ['sh', '-c', 'echo hello from one; echo to stderr >&2; cat /etc/resolv.conf; hostname; sleep 1000']), mounts: [{ container_path: '/data', host_path: hostDir, readonly: true }] };
+  const { container_id: c1 } = await rt.CreateContainer!({ pod_sandbox_id: pod, config: c1Config, sandbox_config: config });
   const { container_id: c2 } = await rt.CreateContainer!({ pod_sandbox_id: pod, config: containerConfig('two', ['sh', '-c', 'trap "echo got TERM; exit 0" TERM; while true; do sleep 0.2; done']), sandbox_config: config });
   assert.equal((await rt.ContainerStatus!({ container_id: c1 })).status.state, 'CONTAINER_CREATED');
   await rt.StartContainer!({ container_id: c1 });
@@ -113,6 +118,10 @@ test('a pod with two containers, as kubelet drives it, and nothing left after', 
   assert.equal(Buffer.from(ex.stdout).toString(), 'out\n');
   assert.equal(Buffer.from(ex.stderr).toString(), 'err\n');
   assert.equal(ex.exit_code, 3);
+  const data = await rt.ExecSync!({ container_id: c1, cmd: ['sh', '-c', 'cat /data/greeting; echo x > /data/new'], timeout: '10' });
+  assert.equal(Buffer.from(data.stdout).toString(), 'from the host\n');
+  assert.notEqual(data.exit_code, 0, 'the read-only mount refuses writes');
+  assert.match(Buffer.from(data.stderr).toString(), /Read-only file system/);
   const slow = await grpcError(rt.ExecSync!({ container_id: c1, cmd: ['sleep', '30'], timeout: '1' }));
   assert.equal(slow.code, status.DEADLINE_EXCEEDED);
 
@@ -122,6 +131,22 @@ test('a pod with two containers, as kubelet drives it, and nothing left after', 
   assert.deepEqual(running.containers.map((c: { id: string }) => c.id), [c2]);
   const stats = await rt.ContainerStats!({ container_id: c1 });
   assert.ok(BigInt(stats.stats.memory.working_set_bytes.value) > 0n);
+  assert.ok(BigInt(stats.stats.cpu.usage_core_nano_seconds.value) > 0n);
+  const podStats = await rt.PodSandboxStats!({ pod_sandbox_id: pod });
+  assert.equal(podStats.stats.linux.containers.length, 2);
+
+  // Resources change in the guest cgroup.
+  // Resources change in the guest cgroup: under a 32 MiB limit, a 48 MiB buffer is OOM-killed.
+  const big = ['sh', '-c', 'dd if=/dev/zero of=/dev/null bs=48M count=1 2>/dev/null; echo rc=$?'];
+  assert.match(Buffer.from((await rt.ExecSync!({ container_id: c1, cmd: big, timeout: '30' })).stdout).toString(), /rc=0/);
+  await rt.UpdateContainerResources!({ container_id: c1, linux: { memory_limit_in_bytes: String(32 * 1024 * 1024), cpu_quota: '50000', cpu_period: '100000' } });
+  assert.match(Buffer.from((await rt.ExecSync!({ container_id: c1, cmd: big, timeout: '30' })).stdout).toString(), /rc=137/);
+
+  // Log rotation: kubelet renames the file and asks for a new one.
+  await rename(log1, log1 + '.1');
+  await rt.ReopenContainerLog!({ container_id: c1 });
+  await rt.ExecSync!({ container_id: c1, cmd: ['sh', '-c', 'echo after rotation > /proc/1/fd/1'], timeout: '10' });
+  await waitFor('output in the new log file', async () => (await logLines(log1)).includes('stdout after rotation'), 15_000);
 
   await rt.StopContainer!({ container_id: c2, timeout: '5' });
   const st2 = (await rt.ContainerStatus!({ container_id: c2 })).status;
