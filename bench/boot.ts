@@ -4,8 +4,8 @@
 import { mkdtemp, rm, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { execa } from 'execa';
-import { Vm, chooseAccel, guestAssets, qemuArgs, validateVmSpec, vmPaths, type VmSpec } from '../src/vmm/index.js';
+import { Vm, chooseAccel, guestAssets, type VmSpec } from '../src/vmm/index.js';
+import { bareBootRunsMs } from './bare-boot.js';
 import { waitForAgent } from '../src/agent-protocol/index.js';
 import { median, report, round, rssKiB, timeMs } from './runner.js';
 
@@ -21,15 +21,7 @@ async function main(): Promise<void> {
     kernel: assets.kernel, initrd, accel: accel.accel, channel: { kind: 'serial' },
   });
   try {
-    // Bare boot: the launcher's own command line, run in the foreground and unpaused.
-    const bare: number[] = [];
-    for (let i = 0; i < RUNS; i++) {
-      const s = validateVmSpec(spec(i, assets.bareInitrd));
-      const args = qemuArgs(s, vmPaths(s.dir)).filter((a, j, all) => a !== '-S' && a !== '-pidfile' && all[j - 1] !== '-pidfile');
-      await execa('mkdir', ['-p', s.dir]);
-      bare.push(await timeMs(() => execa(s.qemu, args, { timeout: 60_000, stdin: 'ignore' })));
-      await rm(s.dir, { recursive: true, force: true });
-    }
+    const bare = await bareBootRunsMs(root, accel.accel, 256, RUNS);
 
     const ready: number[] = [];
     let rss = NaN;

@@ -2,11 +2,11 @@
 // until the container runs) through the real daemon, against the bare boot of
 // the same kernel with the same QEMU command line in the same run; and the
 // host memory (PSS) of an idle busybox pod: QEMU and virtiofsd together.
-import { mkdtemp, rm, readFile, mkdir } from 'node:fs/promises';
+import { mkdtemp, rm, readFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { execa } from 'execa';
-import { chooseAccel, guestAssets, qemuArgs, validateVmSpec, vmPaths } from '../src/vmm/index.js';
+import { chooseAccel, guestAssets } from '../src/vmm/index.js';
+import { bareBootRunsMs } from './bare-boot.js';
 import { startRegistry, buildBusyboxImage, pushImage } from '../test/helpers/image-registry.js';
 import { startDaemon, waitFor } from '../test/helpers/cri-client.js';
 import { processesMentioning } from '../test/helpers/vmm-leaks.js';
@@ -18,18 +18,6 @@ const IDLE_SETTLE_MS = 2_000;
 async function pssKiB(pid: number): Promise<number> {
   const text = await readFile(`/proc/${pid}/smaps_rollup`, 'utf8');
   return Number(/^Pss:\s+(\d+) kB/m.exec(text)?.[1] ?? NaN);
-}
-
-async function bareBootMs(dir: string, accel: 'kvm' | 'tcg', memoryMiB: number): Promise<number[]> {
-  const g = guestAssets();
-  const out: number[] = [];
-  for (let i = 0; i < RUNS; i++) {
-    const s = validateVmSpec({ id: `bare-${i}`, dir: join(dir, `bare-${i}`), cpus: 1, memoryMiB, kernel: g.kernel, initrd: g.bareInitrd, accel, channel: { kind: 'serial' } });
-    await mkdir(s.dir, { recursive: true });
-    const args = qemuArgs(s, vmPaths(s.dir)).filter((a, j, all) => a !== '-S' && a !== '-pidfile' && all[j - 1] !== '-pidfile');
-    out.push(await timeMs(() => execa(s.qemu, args, { timeout: 60_000, stdin: 'ignore' })));
-  }
-  return out;
 }
 
 async function main(): Promise<void> {
@@ -68,7 +56,7 @@ async function main(): Promise<void> {
       }
       await rt.RemovePodSandbox!({ pod_sandbox_id: pod }, { timeoutMs: 60_000 });
     }
-    const bare = await bareBootMs(dir, accel.accel, 256);
+    const bare = await bareBootRunsMs(dir, accel.accel, 256, RUNS);
     const startMs = median(starts);
     const bareMs = median(bare);
     report('pod', {

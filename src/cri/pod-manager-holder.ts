@@ -8,3 +8,12 @@ export interface PodDeps {
   pods: () => PodManager;
   sizing: VmSizing;
 }
+
+/** The full id of a pod, or undefined when none matches: stop and remove of an unknown pod succeed. */
+export function podIdOrNothing(d: PodDeps, idOrPrefix: string): string | undefined {
+  try {
+    return d.pods().resolvePodId(idOrPrefix);
+  } catch {
+    return undefined;
+  }
+}

@@ -1,18 +1,12 @@
 // RuntimeService/StopPodSandbox: idempotent; an unknown pod is not an error.
-import type { PodDeps } from './pod-manager-holder.js';
+import { podIdOrNothing, type PodDeps } from './pod-manager-holder.js';
 import { invalidArgument } from './errors.js';
 
 export function makeStopPodSandbox(d: PodDeps) {
   return async (req: { pod_sandbox_id: string }) => {
     if (!req.pod_sandbox_id) throw invalidArgument('StopPodSandbox: pod_sandbox_id is required');
-    const pods = d.pods();
-    let id: string;
-    try {
-      id = pods.resolvePodId(req.pod_sandbox_id);
-    } catch {
-      return {};
-    }
-    await pods.stopPodSandbox(id);
+    const id = podIdOrNothing(d, req.pod_sandbox_id);
+    if (id) await d.pods().stopPodSandbox(id);
     return {};
   };
 }

@@ -1,58 +1,14 @@
 // What the pod room needs of the guest agent. src/agent-protocol's
-// AgentClient implements it; the pod room depends on this shape only, so
-// the two rooms stay apart (DESIGN: bottom rooms never import each other,
-// and pod composes them).
+// AgentClient implements it; the pod room codes against this interface so
+// that a test can hand in another agent. The data types are the protocol
+// room's own.
+import type {
+  ContainerStats, ExitStatus, GuestContainerSpec, GuestNetwork, GuestResources, GuestStats, ProcessIo, ProcessSpec, SandboxSetup,
+} from '../agent-protocol/index.js';
 
-export interface ShareMount { tag: string; mountPoint: string }          // virtio-fs tag -> guest path
-export interface SandboxSetup {
-  hostname: string;
-  /** Full content of /etc/resolv.conf for the pod ('' = leave the guest's). */
-  resolvConf: string;
-  /** /etc/hosts content for the pod. */
-  hosts: string;
-  sysctls: Record<string, string>;
-  shares: ShareMount[];
-}
-export interface GuestInterface { mac: string; name?: string /* default: the NIC with that MAC keeps its name */; mtu: number; addresses: string[] /* CIDRs */ }
-export interface GuestRoute { dst: string /* CIDR or 'default' */; gateway?: string; device?: string }
-export interface GuestNeighbor { ip: string; mac: string; device?: string }
-export interface GuestNetwork { interfaces: GuestInterface[]; routes: GuestRoute[]; neighbors?: GuestNeighbor[] }
-
-export type GuestMount =
-  | { kind: 'bind'; source: string /* path inside the guest, e.g. under a share */; destination: string; readonly: boolean }
-  | { kind: 'tmpfs' | 'proc' | 'sysfs' | 'devpts' | 'mqueue'; destination: string; options?: string[] };
-
-export interface ProcessSpec {
-  /** For exec: env [] and cwd '' mean the container's; uid/gid -1 mean the container's user. */
-  args: string[]; env: string[]; cwd: string;
-  uid: number; gid: number; additionalGids: number[];
-  terminal: boolean; stdin: boolean;
-}
-export interface GuestContainerSpec {
-  id: string;                 // [a-f0-9]{64} or short; validated by the agent too
-  rootfs: string;             // path inside the guest (under a share mount)
-  readonlyRootfs: boolean;
-  hostname: string;
-  process: ProcessSpec;
-  mounts: GuestMount[];
-  capabilities: string[];     // e.g. 'CAP_NET_BIND_SERVICE' (bounding/effective/permitted set)
-  noNewPrivileges: boolean;
-  /** 'pod': join the pod's shared PID namespace; 'container': its own. */
-  pidNamespace: 'pod' | 'container';
-  resources: GuestResources;
-}
-export interface GuestResources { cpuShares?: number; cpuQuota?: number; cpuPeriod?: number; memoryLimitBytes?: number; pidsLimit?: number; cpusetCpus?: string }
-export interface ExitStatus { exitCode: number; signal?: string; exitedAt: Date }
-export interface ContainerStats { cpuUsageNs: bigint; memoryUsageBytes: number; memoryWorkingSetBytes: number; pids: number; timestamp: Date }
-export interface GuestStats { memTotalBytes: number; memAvailableBytes: number; cpus: number }
-
-/** Output of one process; backpressure: the agent stops the writer when the host stops reading. */
-export interface ProcessIo {
-  stdout: NodeJS.ReadableStream;   // for terminal processes everything arrives on stdout
-  stderr: NodeJS.ReadableStream;
-  /** present when ProcessSpec.stdin was true */
-  stdin?: NodeJS.WritableStream;   // end() closes the process' stdin
-}
+export type {
+  ContainerStats, ExitStatus, GuestContainerSpec, GuestInterface, GuestMount, GuestNetwork, GuestResources, GuestRoute, GuestStats, ProcessIo, ProcessSpec, SandboxSetup, ShareMount,
+} from '../agent-protocol/index.js';
 
 export interface PodAgent {
   version(opts?: { timeoutMs?: number }): Promise<{ agentVersion: string; protocolVersion: number; kernelRelease: string }>;
