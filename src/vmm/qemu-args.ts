@@ -9,7 +9,7 @@ export const AGENT_SERIAL_PORT_NAME = 'org.frakti.agent.0';
 export const CONSOLE_CHARDEV_ID = 'console';
 export const CONSOLE_RING_BYTES = 1024 * 1024;
 export const MEMORY_HOTPLUG_SLOTS = 8;
-export const TCG_TB_SIZE_MIB = 32;
+export const TCG_TB_SIZE_MIB = 16;
 
 /** What frakti always puts on the guest kernel command line. */
 export const BASE_KERNEL_ARGS = [
