@@ -53,6 +53,21 @@ export async function execIn(name: string, cmd: string, args: string[]): Promise
   return res.stdout;
 }
 
+/** `ip -n NAME ...`: iproute2 enters the namespace itself, cheaper than `ip netns exec` (no remount of /sys). */
 export function ipIn(name: string, args: string[]): Promise<string> {
-  return execIn(name, 'ip', args);
+  return run(name, 'ip', ['-n', name, ...args]);
+}
+
+/** `tc -n NAME ...`, likewise. */
+export function tcIn(name: string, args: string[]): Promise<string> {
+  return run(name, 'tc', ['-n', name, ...args]);
+}
+
+async function run(name: string, cmd: string, args: string[]): Promise<string> {
+  checkName(name);
+  const res = await execa(cmd, args, { reject: false, timeout: IP_TIMEOUT_MS, maxBuffer: 4 * 1024 * 1024 });
+  if (res.exitCode !== 0) {
+    throw new NetworkError('NETNS_EXEC', `in netns ${name}: ${cmd} ${args.slice(2).join(' ')}: ${res.stderr.trim() || `exit ${res.exitCode}`}`);
+  }
+  return res.stdout;
 }

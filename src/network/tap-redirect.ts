@@ -4,7 +4,7 @@
 // veth's MAC, so the plugin's view of the pod stays true. Removing the
 // namespace removes all of it.
 import { isIP } from 'node:net';
-import { ipIn, execIn } from './netns.js';
+import { ipIn, tcIn } from './netns.js';
 import { NetworkError } from './errors.js';
 import { isCidr } from './cni-result.js';
 
@@ -58,8 +58,8 @@ export async function readRoutes(netns: string): Promise<PodRoute[]> {
 }
 
 async function redirect(netns: string, from: string, to: string): Promise<void> {
-  await execIn(netns, 'tc', ['qdisc', 'add', 'dev', from, 'ingress']);
-  await execIn(netns, 'tc', ['filter', 'add', 'dev', from, 'parent', 'ffff:', 'protocol', 'all', 'u32', 'match', 'u8', '0', '0', 'action', 'mirred', 'egress', 'redirect', 'dev', to]);
+  await tcIn(netns, ['qdisc', 'add', 'dev', from, 'ingress']);
+  await tcIn(netns, ['filter', 'add', 'dev', from, 'parent', 'ffff:', 'protocol', 'all', 'u32', 'match', 'u8', '0', '0', 'action', 'mirred', 'egress', 'redirect', 'dev', to]);
 }
 
 /** Creates the tap and the redirects both ways. Must run before QEMU opens the tap. */
