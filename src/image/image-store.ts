@@ -132,20 +132,7 @@ export class ImageStore {
           untagged.push(other);
         }
       }
-      const r: ImageRecord = existing ?? {
-        id,
-        repoTags: [],
-        repoDigests: [],
-        size: p.size,
-        username: '',
-        pinned: false,
-        manifestDigest: p.manifestDigest,
-        diffIds: p.config.diffIds,
-        os: p.config.os,
-        architecture: p.config.architecture,
-        config: p.config.runtime,
-        holders: [],
-      };
+      const r: ImageRecord = existing ?? newRecord(p);
       fillFromConfig(r, p.config);
       if (tag && !r.repoTags.includes(tag)) r.repoTags.push(tag);
       if (repoDigest && !r.repoDigests.includes(repoDigest)) r.repoDigests.push(repoDigest);
@@ -347,20 +334,7 @@ export class ImageStore {
   /** An imported image without any name is kept by its id only. */
   private async recordUnnamed(p: PulledImage): Promise<ImageRecord> {
     return this.index.update((images) => {
-      const r: ImageRecord = images.get(p.configDigest) ?? {
-        id: p.configDigest,
-        repoTags: [],
-        repoDigests: [],
-        size: p.size,
-        username: '',
-        pinned: false,
-        manifestDigest: p.manifestDigest,
-        diffIds: p.config.diffIds,
-        os: p.config.os,
-        architecture: p.config.architecture,
-        config: p.config.runtime,
-        holders: [],
-      };
+      const r: ImageRecord = images.get(p.configDigest) ?? newRecord(p);
       fillFromConfig(r, p.config);
       images.set(r.id, r);
       return structuredClone(r);
@@ -412,4 +386,22 @@ async function diskUsage(dir: string): Promise<{ bytes: number; inodes: number }
   bytes = root.blocks * 512;
   await walk(dir);
   return { bytes, inodes };
+}
+
+/** The record of an image seen for the first time: no names, no holders yet. */
+function newRecord(p: PulledImage): ImageRecord {
+  return {
+    id: p.configDigest,
+    repoTags: [],
+    repoDigests: [],
+    size: p.size,
+    username: '',
+    pinned: false,
+    manifestDigest: p.manifestDigest,
+    diffIds: p.config.diffIds,
+    os: p.config.os,
+    architecture: p.config.architecture,
+    config: p.config.runtime,
+    holders: [],
+  };
 }
