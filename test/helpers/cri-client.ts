@@ -1,10 +1,11 @@
 // A CRI client generated at run time from our own src/cri/api.proto, and a
 // helper that runs the real daemon (`bin/frakti daemon`) as a child for
 // integration and end-to-end tests. Both clean up after themselves.
-import { mkdtemp, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
+import { randomBytes } from 'node:crypto';
 import { execa, type ResultPromise } from 'execa';
 import * as grpc from '@grpc/grpc-js';
 import { loadCriServices } from '../../src/cri/proto.js';
@@ -98,6 +99,32 @@ export interface StartDaemonOptions {
   env?: Record<string, string>;
   /** Wait until Version answers (default true). */
   waitReady?: boolean;
+  /**
+   * Give the daemon a CNI config of its own: a bridge and subnet unique to
+   * this daemon, removed by cleanup(), so tests never touch the node's own
+   * networks (nor frakti0). Default true; false leaves its conf dir empty.
+   */
+  testNetwork?: boolean;
+}
+
+/** A conflist with a bridge of its own; returns the bridge name for cleanup. */
+async function writeTestNetwork(confDir: string, dataDir: string): Promise<string> {
+  // A daemon restarted on the same directory keeps the network its pods are on.
+  const existing = await readFile(join(confDir, '10-test.conflist'), 'utf8').catch(() => undefined);
+  if (existing) return (JSON.parse(existing) as { plugins: { bridge: string }[] }).plugins[0]!.bridge;
+  const tag = randomBytes(3).toString('hex');
+  const bridge = `frtd${tag}`;
+  const subnet = `10.249.${parseInt(tag, 16) % 250}.0/24`;
+  await mkdir(confDir, { recursive: true });
+  await writeFile(join(confDir, '10-test.conflist'), JSON.stringify({
+    cniVersion: '1.0.0',
+    name: `frakti-test-${tag}`,
+    plugins: [
+      { type: 'bridge', bridge, isGateway: true, ipMasq: true, hairpinMode: true, ipam: { type: 'host-local', ranges: [[{ subnet }]], routes: [{ dst: '0.0.0.0/0' }], dataDir } },
+      { type: 'portmap', capabilities: { portMappings: true } },
+    ],
+  }));
+  return bridge;
 }
 
 /** Waits until `fn` returns true, polling, at most timeoutMs. */
@@ -120,9 +147,10 @@ export async function startDaemon(opts: StartDaemonOptions = {}): Promise<Runnin
   const socket = join(dir, 'frakti.sock');
   const root = join(dir, 'root');
   const state = join(dir, 'state');
+  const bridge = (opts.testNetwork ?? true) ? await writeTestNetwork(join(dir, 'cni'), join(dir, 'ipam')) : undefined;
   let err = '';
-  // The host's /etc/cni/net.d is not the tests' business: an empty conf dir of
-  // its own gives the daemon frakti's own bridge network, unless a test passes one.
+  // The host's /etc/cni/net.d is not the tests' business: the daemon gets a
+  // conf dir of its own, unless a test passes one.
   const child = execa(FRAKTI_BIN, ['daemon', '--listen', socket, '--root', root, '--state', state, '--log-level', 'debug', '--cni-conf-dir', join(dir, 'cni'), ...(opts.args ?? [])], {
     reject: false,
     env: opts.env,
@@ -173,6 +201,7 @@ export async function startDaemon(opts: StartDaemonOptions = {}): Promise<Runnin
       if (cleaned) return;
       cleaned = true;
       await d.stop();
+      if (bridge) await execa('ip', ['link', 'del', bridge], { reject: false });
       if (ownDir) await rm(dir, { recursive: true, force: true });
     },
   };

@@ -20,7 +20,6 @@ test('Version, Status and RuntimeConfig answer as a CRI runtime should', async (
   const s = await d.client.runtime.Status!({ verbose: true });
   const cond = Object.fromEntries(s.status.conditions.map((c: { type: string }) => [c.type, c]));
   assert.equal(cond.RuntimeReady.status, true);
-  // No CNI config in the daemon's conf dir: frakti's own bridge network serves pods.
   assert.equal(cond.NetworkReady.status, true);
   assert.equal(JSON.parse(s.info.config).listen, d.socket);
 
@@ -113,7 +112,7 @@ test('a config file is read; flags win over it', async (t) => {
 });
 
 test('NetworkReady says why not: no CNI config with the default network off, or a plugin missing', async (t) => {
-  const off = await startDaemon({ args: ['--no-default-network'] });
+  const off = await startDaemon({ args: ['--no-default-network'], testNetwork: false });
   t.after(() => off.cleanup());
   const c1 = (await off.client.runtime.Status!({})).status.conditions.find((c: { type: string }) => c.type === 'NetworkReady');
   assert.equal(c1.status, false);

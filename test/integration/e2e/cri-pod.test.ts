@@ -92,7 +92,7 @@ test('a pod with two containers, as kubelet drives it, and nothing left after', 
 
   const ps = await rt.PodSandboxStatus!({ pod_sandbox_id: pod, verbose: true });
   assert.equal(ps.status.state, 'SANDBOX_READY');
-  assert.match(ps.status.network.ip, /^10\.88\.\d+\.\d+$/);
+  assert.match(ps.status.network.ip, /^10\.249\.\d+\.\d+$/);
 
   // A host directory shared read-only into the first container.
   const hostDir = join(d.dir, 'hostdata');
@@ -257,6 +257,11 @@ test('frakti run: output, exit code, and nothing left', async (t) => {
   const rdir = join(dir, 'run');
   await mkdir(rdir, { recursive: true });
   t.after(() => rm(rdir, { recursive: true, force: true }));
+  // No CNI config: frakti's own bridge network, as on a fresh machine. Its bridge goes if this test made it.
+  const bridgeBefore = (await execa('ip', ['link', 'show', 'frakti0'], { reject: false })).exitCode === 0;
+  t.after(async () => {
+    if (!bridgeBefore) await execa('ip', ['link', 'del', 'frakti0'], { reject: false });
+  });
   const base = ['run', '--root', join(rdir, 'root'), '--state', join(rdir, 'state'), '--cni-conf-dir', join(rdir, 'cni')];
   const { frakti } = await import('../../helpers/cli-run.js');
   const ok = await frakti([...base, image, '--', 'sh', '-c', 'echo hello from a VM; echo oops >&2; exit 7'], { timeout: 180_000 });
