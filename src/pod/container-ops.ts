@@ -10,7 +10,6 @@ import { execa } from 'execa';
 import { errorMessage } from '../lib/errors.js';
 import { logger } from '../lib/log.js';
 import { UndoStack } from '../lib/undo.js';
-import { destroyVmDir } from '../vmm/index.js';
 import type { GuestContainerSpec, GuestMount, ProcessIo } from './agent-port.js';
 import { GUEST_SHARE_DIR, newId, type PodContext } from './context.js';
 import { CriLogWriter } from './cri-log-writer.js';
@@ -216,9 +215,4 @@ export async function removeContainer(ctx: PodContext, id: string): Promise<void
   ctx.outputTaps.delete(id);
   await ctx.containers.delete(id);
   ctx.containerNames.release(containerName(ctx, c.meta.podId, c.meta.spec), id);
-}
-
-/** Removes what a VM directory holds when there is no live VM object. */
-export async function killAndForget(vmDir: string): Promise<void> {
-  await destroyVmDir(vmDir);
 }

@@ -16,9 +16,9 @@ import { PodError } from './errors.js';
 import { checkHostname, hostsFile, resolvConf } from './guest-files.js';
 import { attachPodNetwork, createPodNetns, tearDownPodNetwork, podNetnsName, type PodNetwork } from './pod-network.js';
 import { netnsPath } from '../network/index.js';
-import { hotplugNic } from '../vmm/index.js';
+import { destroyVmDir, hotplugNic } from '../vmm/index.js';
 import type { PodAgent } from './agent-port.js';
-import { killAndForget, stopContainerProcess } from './container-ops.js';
+import { removeContainer, stopContainerProcess } from './container-ops.js';
 import type { PodRecordMeta, PodSpec } from './types.js';
 
 const log = logger('pod');
@@ -51,7 +51,7 @@ export async function runPodSandbox(ctx: PodContext, spec: PodSpec): Promise<str
     try {
       const meta: PodRecordMeta = { id, spec, createdAt: Date.now(), netns: podNetnsName(id) };
       // Stored first, NOTREADY: a frakti that dies midway finds the pod and can clean it up.
-      await ctx.pods.create(meta, { state: 'NOTREADY', ips: [], acquired: [], unknown: 'starting' });
+      await ctx.pods.create(meta, { state: 'NOTREADY', ips: [], unknown: 'starting' });
       undo.push('forget the pod record', () => ctx.pods.delete(id));
 
       const t0 = Date.now();
@@ -194,7 +194,7 @@ export async function stopPodSandbox(ctx: PodContext, id: string): Promise<void>
       live.agent.close();
     } else {
       // No live VM (never started, died, or frakti restarted without it): clean what may be left.
-      await killAndForget(ctx.vmDir(id)).catch((err) => failures.push(errorMessage(err)));
+      await destroyVmDir(ctx.vmDir(id)).catch((err) => failures.push(errorMessage(err)));
     }
     await markContainersGone(ctx, id, 'the pod was stopped');
     const cni = await ctx.deps.network().catch(() => undefined);
@@ -209,7 +209,6 @@ export async function removePodSandbox(ctx: PodContext, id: string): Promise<voi
   if (!rec) return; // Removing a pod that does not exist succeeds (CRI: idempotent).
   // Stop is idempotent and cheap when all is down; it also clears what a VM that died left (share mount, netns).
   await stopPodSandbox(ctx, id);
-  const { removeContainer } = await import('./container-ops.js');
   for (const c of ctx.containersOf(id)) await removeContainer(ctx, c.meta.id);
   await guard(ctx, id, 'RemovePodSandbox', async () => {
     await rm(join(ctx.shareDir(id), '..'), { recursive: true, force: true });

@@ -58,8 +58,6 @@ export interface PodRecordStatus {
   vmPid?: number;
   /** Why the pod is NOTREADY when frakti did not stop it (e.g. the VM died). */
   reason?: string;
-  /** Steps that are set up and must be undone, in the order they were made. */
-  acquired: string[];
 }
 
 export interface MountSpec {
