@@ -80,7 +80,9 @@ struct ostream
   uint32_t id;      /* 0: not attached to the current session */
   uint32_t credit;  /* bytes the host still accepts */
   uint8_t *buf;
-  size_t off, len;
+  /* buf[off, off+len) is held output: the first `sent` bytes went to the host
+   * and wait for its WINDOW (its acknowledgement), the rest is still unsent. */
+  size_t off, len, sent;
   bool eof, close_sent;
   void (*on_change) (void *owner);
   void *owner;
@@ -174,7 +176,7 @@ void ostream_attach (struct ostream *o, uint32_t id);
 void ostream_detach (struct ostream *o);
 void ostream_pump (struct ostream *o);
 void ostream_free (struct ostream *o);
-/* EOF reached, and what was read went out (or no host is attached). */
+/* EOF reached, and the host acknowledged every byte read (and got CLOSE, when attached). */
 bool ostream_done (const struct ostream *o);
 void istream_init (struct istream *i, struct agent *agent, int fd);
 void istream_attach (struct istream *i, uint32_t id);

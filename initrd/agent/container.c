@@ -859,7 +859,7 @@ proc_finish (struct proc *p)
   if (! p->done)
     {
       /* Held output of a removed container is dropped on purpose: removal was asked for. */
-      p->out.len = p->err.len = 0;
+      p->out.len = p->err.len = p->out.sent = p->err.sent = 0;
       ostream_free (&p->out);
       ostream_free (&p->err);
       ostream_pump (&p->out);

@@ -131,8 +131,15 @@ find_link (int fd, const uint8_t mac[6], int *index, char name[IFNAMSIZ])
     }
 }
 
+enum link_state
+{
+  LINK_KEEP,
+  LINK_UP,
+  LINK_DOWN,
+};
+
 static int
-set_link (int fd, int index, const char *rename_to, uint32_t mtu, bool up)
+set_link (int fd, int index, const char *rename_to, uint32_t mtu, enum link_state state)
 {
   struct nl_req r = { 0 };
   struct ifinfomsg *ifi = NLMSG_DATA (&r.h);
@@ -140,9 +147,9 @@ set_link (int fd, int index, const char *rename_to, uint32_t mtu, bool up)
   r.h.nlmsg_type = RTM_NEWLINK;
   ifi->ifi_family = AF_UNSPEC;
   ifi->ifi_index = index;
-  if (up)
+  if (state != LINK_KEEP)
     {
-      ifi->ifi_flags = IFF_UP;
+      ifi->ifi_flags = state == LINK_UP ? IFF_UP : 0;
       ifi->ifi_change = IFF_UP;
     }
   if (mtu)
@@ -285,7 +292,7 @@ netlink_loopback_up (struct agent_error *err)
   int fd = nl_open (err), r;
   if (fd < 0)
     return -1;
-  r = set_link (fd, (int) if_nametoindex ("lo"), NULL, 0, true);
+  r = set_link (fd, (int) if_nametoindex ("lo"), NULL, 0, LINK_UP);
   close (fd);
   if (r < 0)
     return agent_error_set (err, -r, "bring `lo` up");
@@ -303,7 +310,7 @@ call_configure_network (struct agent *agent UNUSED, const Request *req, uint8_t 
   if (fd < 0)
     return agent_error_response (&err, out);
   /* Routes through eth0 need lo too (and port forwards dial 127.0.0.1). */
-  set_link (fd, (int) if_nametoindex ("lo"), NULL, 0, true);
+  set_link (fd, (int) if_nametoindex ("lo"), NULL, 0, LINK_UP);
   for (size_t i = 0; i < n->n_interfaces; i++)
     {
       const Frakti__Agent__V1__GuestInterface *x = n->interfaces[i];
@@ -322,12 +329,14 @@ call_configure_network (struct agent *agent UNUSED, const Request *req, uint8_t 
       if (first_index < 0)
         first_index = index;
       bool rename = x->name[0] && strcmp (x->name, name) != 0;
-      if (rename && (r = set_link (fd, index, x->name, 0, false)) < 0)
+      /* The kernel renames only a link that is down (EBUSY otherwise): down
+       * first (a no-op for a NIC just plugged in), up again with its MTU below. */
+      if (rename && ((r = set_link (fd, index, NULL, 0, LINK_DOWN)) < 0 || (r = set_link (fd, index, x->name, 0, LINK_KEEP)) < 0))
         {
           agent_error_set (&err, -r, "rename `%s` to `%s`", name, x->name);
           return agent_error_response (&err, out);
         }
-      if ((r = set_link (fd, index, NULL, x->mtu, true)) < 0)
+      if ((r = set_link (fd, index, NULL, x->mtu, LINK_UP)) < 0)
         {
           agent_error_set (&err, -r, "set MTU %u and up on `%s`", x->mtu, rename ? x->name : name);
           return agent_error_response (&err, out);

@@ -1,6 +1,8 @@
 /* Byte streams between the host and fds in the guest (agent.proto: DATA,
  * WINDOW, CLOSE). Output: read from the fd into a bounded buffer while it
- * has room, send as DATA within the host's credit. When no host is attached
+ * has room, send as DATA within the host's credit. A byte leaves the buffer
+ * only when the host's WINDOW acknowledges it, so bytes lost in flight when
+ * the host drops are sent again after AttachIo. When no host is attached
  * the buffer fills and reading stops, so the writing process blocks in
  * write(): output is held, never dropped. Input: the host sends within the
  * credit we grant; we grant back what reached the fd. */
@@ -115,6 +117,7 @@ ostream_attach (struct ostream *o, uint32_t id)
   o->id = id;
   o->credit = STREAM_WINDOW_BYTES;
   o->close_sent = false;
+  o->sent = 0; /* whatever the last host did not acknowledge goes out again first */
 }
 
 void
@@ -122,12 +125,34 @@ ostream_detach (struct ostream *o)
 {
   o->id = 0;
   o->credit = 0;
+  o->sent = 0;
 }
 
 bool
 ostream_done (const struct ostream *o)
 {
-  return o->eof && (o->id == 0 || (o->len == 0 && o->close_sent));
+  return o->eof && o->len == 0 && (o->id == 0 || o->close_sent);
+}
+
+/* The host's WINDOW: it has the first n sent bytes, so they leave the buffer and n more may go. */
+static int
+ostream_ack (struct ostream *o, uint32_t n, char *msg, size_t msg_size)
+{
+  if (n == 0 || n > o->sent)
+    {
+      snprintf (msg, msg_size, "WINDOW of %u bytes on stream %u, which has %zu unacknowledged bytes", n, o->id, o->sent);
+      return -1;
+    }
+  o->off += n;
+  o->len -= n;
+  o->sent -= n;
+  o->credit += n;
+  if (o->len == 0)
+    o->off = 0;
+  ostream_pump (o);
+  if (ostream_done (o) && o->on_change)
+    o->on_change (o->owner);
+  return 0;
 }
 
 void
@@ -138,28 +163,23 @@ ostream_pump (struct ostream *o)
 
   if (s == NULL || o->id == 0)
     return;
-  while (o->len > 0 && o->credit > 0 && session_has_room (s))
+  while (o->sent < o->len && o->credit > 0 && session_has_room (s))
     {
-      size_t n = o->len;
+      size_t n = o->len - o->sent;
       if (n > o->credit)
         n = o->credit;
       if (n > MAX_DATA_BYTES)
         n = MAX_DATA_BYTES;
-      session_queue_frame (s, FRAME_DATA, o->id, o->buf + o->off, n);
-      o->off += n;
-      o->len -= n;
+      session_queue_frame (s, FRAME_DATA, o->id, o->buf + o->off + o->sent, n);
+      o->sent += n;
       o->credit -= (uint32_t) n;
     }
-  if (o->len == 0)
+  if (o->len == 0 && o->eof && o->buf)
     {
-      o->off = 0;
-      if (o->eof && o->buf)
-        {
-          free (o->buf);
-          o->buf = NULL;
-        }
+      free (o->buf);
+      o->buf = NULL;
     }
-  if (o->eof && o->len == 0 && ! o->close_sent)
+  if (o->eof && o->sent == o->len && ! o->close_sent)
     {
       session_queue_frame (s, FRAME_CLOSE, o->id, NULL, 0);
       o->close_sent = true;
@@ -176,7 +196,7 @@ ostream_free (struct ostream *o)
   ostream_set_eof (o);
   free (o->buf);
   o->buf = NULL;
-  o->len = o->off = 0;
+  o->len = o->off = o->sent = 0;
 }
 
 static void istream_flush (struct istream *i);
@@ -390,14 +410,7 @@ streams_on_frame (struct agent *agent, enum frame_type type, uint32_t id, const 
     n = ntohl (be);
     if (o == NULL)
       return 0;
-    if (n == 0 || (uint64_t) o->credit + n > STREAM_WINDOW_BYTES)
-      {
-        snprintf (msg, msg_size, "WINDOW of %u bytes on stream %u exceeds the window", n, id);
-        return -1;
-      }
-    o->credit += n;
-    ostream_pump (o);
-    return 0;
+    return ostream_ack (o, n, msg, msg_size);
   }
 }
 

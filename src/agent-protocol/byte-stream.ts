@@ -3,8 +3,12 @@
 //
 // Flow control (agent.proto): each direction starts with STREAM_WINDOW_BYTES
 // of credit. Inbound: the agent may send that much; we give credit back with
-// WINDOW only as the consumer reads (Readable._read), so at most a window plus
-// the Readable's buffer is held here however much the process writes.
+// WINDOW only for bytes the consumer has taken out of the Readable ('read'
+// mode), or only for bytes the consumer says it has stored ('caller' mode:
+// acknowledge()), so at most a window is held here however much the process
+// writes. That WINDOW is also the agent's acknowledgement: what we never
+// granted, the agent sends again to the next connection, so bytes lost with
+// a dropped channel (or a crashed frakti) are not lost for the output.
 // Outbound: we send at most the credit the agent granted; a write waits for
 // WINDOW. A peer that exceeds its credit breaks the protocol.
 import { Duplex, Readable, Writable } from 'node:stream';
@@ -15,6 +19,9 @@ import { FrameType, MAX_DATA_BYTES, STREAM_WINDOW_BYTES } from './framing.js';
 const MAX_CREDIT_BYTES = 64 * 1024 * 1024;
 /** Readable buffer before we stop granting credit. */
 const READ_HIGH_WATER_BYTES = 64 * 1024;
+
+/** Who acknowledges inbound bytes: the stream as they are read, or the consumer with acknowledge(). */
+export type AckMode = 'read' | 'caller';
 
 export interface FrameSink {
   send(type: FrameType, streamId: number, payload: Buffer): void;
@@ -53,12 +60,25 @@ export class ByteStream {
     private readonly sink: FrameSink,
     readonly dirs: { inbound: boolean; outbound: boolean },
     private readonly onFinished: (s: ByteStream) => void,
+    private readonly ackMode: AckMode = 'read',
   ) {
     this.inCredit = dirs.inbound ? STREAM_WINDOW_BYTES : null;
     this.outCredit = dirs.outbound ? STREAM_WINDOW_BYTES : null;
     this.inDone = !dirs.inbound;
     this.outDone = !dirs.outbound;
     const read = () => this.grant();
+    // Credit follows consumption: after every read() (flowing mode and
+    // async iteration read() too), what left the buffer is granted.
+    const ackingRead = <T extends Readable>(r: T): T => {
+      if (ackMode === 'caller') return r;
+      const plainRead = r.read.bind(r);
+      r.read = (size?: number) => {
+        const chunk: unknown = plainRead(size);
+        this.grant();
+        return chunk;
+      };
+      return r;
+    };
     const write = (chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void) => this.write(chunk, cb);
     const final = (cb: (err?: Error | null) => void) => this.finalOut(cb);
     const destroy = (err: Error | null, cb: (err?: Error | null) => void) => {
@@ -66,9 +86,9 @@ export class ByteStream {
       cb(err);
     };
     if (dirs.inbound && dirs.outbound) {
-      this.stream = new Duplex({ read, write, final, destroy, readableHighWaterMark: READ_HIGH_WATER_BYTES, allowHalfOpen: true });
+      this.stream = ackingRead(new Duplex({ read, write, final, destroy, readableHighWaterMark: READ_HIGH_WATER_BYTES, allowHalfOpen: true }));
     } else if (dirs.inbound) {
-      this.stream = new Readable({ read, destroy, highWaterMark: READ_HIGH_WATER_BYTES });
+      this.stream = ackingRead(new Readable({ read, destroy, highWaterMark: READ_HIGH_WATER_BYTES }));
     } else {
       this.stream = new Writable({ write, final, destroy });
     }
@@ -127,10 +147,27 @@ export class ByteStream {
     failQuietly(this.stream, err, this.dirs.inbound);
   }
 
+  /**
+   * 'caller' mode: the consumer has stored n more bytes it took from this
+   * stream (also after CLOSE), so the agent may forget them and send n more.
+   */
+  acknowledge(n: number): void {
+    if (this.ackMode !== 'caller' || this.inDiscard) return;
+    const taken = this.inUngranted - (this.stream as Readable).readableLength;
+    if (!Number.isInteger(n) || n < 0 || n > taken) throw new RangeError(`acknowledge(${n}) on stream ${this.id}, which has ${taken} bytes taken and not acknowledged`);
+    if (n === 0 || !this.sink.open) return;
+    this.inUngranted -= n;
+    this.sendWindow(n);
+  }
+
+  /** Grants (acknowledges) what the consumer took: pushed bytes no longer in the Readable's buffer. Also after CLOSE. */
   private grant(): void {
-    if (this.inUngranted === 0 || this.inDone || !this.sink.open) return;
-    const n = this.inUngranted;
-    this.inUngranted = 0;
+    if (this.inUngranted === 0 || !this.sink.open) return;
+    if (this.ackMode === 'caller' && !this.inDiscard) return;
+    const buffered = this.inDiscard ? 0 : (this.stream as Readable).readableLength;
+    const n = this.inUngranted - buffered;
+    if (n <= 0) return;
+    this.inUngranted -= n;
     this.sendWindow(n);
   }
 
@@ -163,9 +200,9 @@ export class ByteStream {
 
   private onDestroyed(): void {
     // The consumer gave up reading: drain the rest so the process is not stuck on a full pipe.
-    if (!this.inDone) {
+    if (this.dirs.inbound) {
       this.inDiscard = true;
-      if (this.inUngranted > 0) this.grant();
+      this.grant();
     }
     if (!this.outDone) {
       this.outDone = true;

@@ -39,7 +39,7 @@ import {
   type RequestCall,
   type ResponseResult,
 } from './messages.js';
-import { ByteStream, type FrameSink } from './byte-stream.js';
+import { ByteStream, type AckMode, type FrameSink } from './byte-stream.js';
 import {
   checkContainerId,
   checkExecId,
@@ -71,12 +71,17 @@ import type {
   GuestNetwork,
   GuestResources,
   GuestStats,
+  IoOptions,
   ProcessIo,
   ProcessSpec,
   SandboxSetup,
 } from './types.js';
 
 const log = logger('agent');
+
+function checkAck(ack: unknown): asserts ack is AckMode {
+  if (ack !== 'read' && ack !== 'caller') throw new AgentError('AGENT_OPTIONS', `ack must be 'read' or 'caller', not ${String(ack)}`);
+}
 
 /** Default of every call's timeoutMs. */
 export const CALL_TIMEOUT_MS = 10_000;
@@ -232,18 +237,22 @@ export class AgentClient extends EventEmitter {
     await this.bodyCall('createContainer', { spec: containerSpecBody(spec) }, 'createContainer', opts);
   }
 
-  async startContainer(containerId: string, opts: CallOptions = {}): Promise<ProcessIo & { pid: number }> {
-    return this.bodyCall('startContainer', { containerId: checkContainerId(containerId) }, 'started', opts, (b) => {
+  async startContainer(containerId: string, opts: CallOptions & IoOptions = {}): Promise<ProcessIo & { pid: number }> {
+    const { ack = 'read', ...call } = opts;
+    checkAck(ack);
+    return this.bodyCall('startContainer', { containerId: checkContainerId(containerId) }, 'started', call, (b) => {
       const started = processStarted(b);
-      return { pid: started.pid, ...this.openIo(started.io) };
+      return { pid: started.pid, ...this.openIo(started.io, ack) };
     });
   }
 
-  async exec(containerId: string, execId: string, process: ProcessSpec, opts: CallOptions = {}): Promise<ProcessIo & { pid: number }> {
+  async exec(containerId: string, execId: string, process: ProcessSpec, opts: CallOptions & IoOptions = {}): Promise<ProcessIo & { pid: number }> {
+    const { ack = 'read', ...call } = opts;
+    checkAck(ack);
     const req = { containerId: checkContainerId(containerId), execId: checkExecId(execId, false), process: processBody(process, true) };
-    return this.bodyCall('exec', req, 'started', opts, (b) => {
+    return this.bodyCall('exec', req, 'started', call, (b) => {
       const started = processStarted(b);
-      return { pid: started.pid, ...this.openIo(started.io) };
+      return { pid: started.pid, ...this.openIo(started.io, ack) };
     });
   }
 
@@ -290,9 +299,11 @@ export class AgentClient extends EventEmitter {
   }
 
   /** New streams for a process' io on this connection; output held by the agent comes first. */
-  async attachIo(containerId: string, execId: string, opts: CallOptions = {}): Promise<ProcessIo> {
+  async attachIo(containerId: string, execId: string, opts: CallOptions & IoOptions = {}): Promise<ProcessIo> {
+    const { ack = 'read', ...call } = opts;
+    checkAck(ack);
     const req = { containerId: checkContainerId(containerId), execId: checkExecId(execId, true) };
-    return this.bodyCall('attachIo', req, 'attachIo', opts, (b) => this.openIo(streamIds(b.io, 'attachIo io')));
+    return this.bodyCall('attachIo', req, 'attachIo', call, (b) => this.openIo(streamIds(b.io, 'attachIo io'), ack));
   }
 
   /** Kills what still runs in the container, removes its cgroup and forgets its exits. */
@@ -352,20 +363,24 @@ export class AgentClient extends EventEmitter {
   }
 
   /** Streams of one process from the ids in an answer. */
-  private openIo(ids: StreamIds): ProcessIo {
-    const stdout = this.openStream(ids.stdout, { inbound: true, outbound: false }).stream as NodeJS.ReadableStream;
-    const stderr = this.openStream(ids.stderr, { inbound: true, outbound: false }).stream as NodeJS.ReadableStream;
-    const io: ProcessIo = { stdout, stderr };
+  private openIo(ids: StreamIds, ack: AckMode): ProcessIo {
+    const out = this.openStream(ids.stdout, { inbound: true, outbound: false }, ack);
+    const err = this.openStream(ids.stderr, { inbound: true, outbound: false }, ack);
+    const io: ProcessIo = {
+      stdout: out.stream as NodeJS.ReadableStream,
+      stderr: err.stream as NodeJS.ReadableStream,
+      acknowledge: (stream, n) => (stream === 'stdout' ? out : err).acknowledge(n),
+    };
     if (ids.stdin !== 0) io.stdin = this.openStream(ids.stdin, { inbound: false, outbound: true }).stream as NodeJS.WritableStream;
     return io;
   }
 
-  private openStream(id: number, dirs: { inbound: boolean; outbound: boolean }): ByteStream {
+  private openStream(id: number, dirs: { inbound: boolean; outbound: boolean }, ack: AckMode = 'read'): ByteStream {
     if (id === 0 || id % 2 !== 0) throw protocolError(`agent named stream ${id}; agent streams are even and non-zero`);
     if (this.streams.has(id)) throw protocolError(`agent reused open stream ${id}`);
     if (this.streams.size >= MAX_OPEN_STREAMS) throw protocolError(`agent opened more than ${MAX_OPEN_STREAMS} streams`);
     this.retired.delete(id);
-    const s = new ByteStream(id, this.sink, dirs, (done) => this.retire(done));
+    const s = new ByteStream(id, this.sink, dirs, (done) => this.retire(done), ack);
     this.streams.set(id, s);
     return s;
   }

@@ -37,8 +37,8 @@ export const AGENT_VSOCK_PORT = 1024;
 export const MAX_DATA_BYTES = 64 * 1024;
 /** Initial credit of each direction of a byte stream. */
 export const STREAM_WINDOW_BYTES = 256 * 1024;
-/** Output the agent holds per stream while the host cannot take it. */
-export const STREAM_BUFFER_BYTES = 256 * 1024;
+/** Output the agent holds per stream until the host acknowledges it (WINDOW). */
+export const STREAM_BUFFER_BYTES = 512 * 1024;
 /** The virtio-serial port name the agent looks for under /sys/class/virtio-ports. */
 export const AGENT_SERIAL_PORT_NAME = 'org.frakti.agent.0';
 

@@ -17,6 +17,7 @@ export type {
   GuestResources,
   GuestRoute,
   GuestStats,
+  IoOptions,
   ProcessIo,
   ProcessSpec,
   SandboxSetup,

@@ -108,6 +108,21 @@ export interface ProcessIo {
   stderr: NodeJS.ReadableStream;
   /** Present when ProcessSpec.stdin was true; end() closes the process' stdin. */
   stdin?: NodeJS.WritableStream;
+  /**
+   * With `ack: 'caller'`: n more bytes read from that stream are stored, so
+   * the agent may forget them. Unacknowledged output is sent again after a
+   * reconnect (AttachIo). A no-op in the default mode, where reading is enough.
+   */
+  acknowledge(stream: 'stdout' | 'stderr', n: number): void;
+}
+
+export interface IoOptions {
+  /**
+   * 'read' (default): output counts as delivered once read from the stream.
+   * 'caller': only once acknowledge() says so, e.g. after it reached a log
+   * file, so a host crash in between loses nothing.
+   */
+  ack?: 'read' | 'caller';
 }
 
 export interface ContainerInfo {

@@ -3,7 +3,7 @@
 // that a test can hand in another agent. The data types are the protocol
 // room's own.
 import type {
-  ContainerStats, ExitStatus, GuestContainerSpec, GuestNetwork, GuestResources, GuestStats, ProcessIo, ProcessSpec, SandboxSetup,
+  ContainerStats, ExitStatus, GuestContainerSpec, GuestNetwork, GuestResources, GuestStats, IoOptions, ProcessIo, ProcessSpec, SandboxSetup,
 } from '../agent-protocol/index.js';
 
 export type {
@@ -19,7 +19,7 @@ export interface PodAgent {
   configureNetwork(n: GuestNetwork): Promise<void>;
   createContainer(spec: GuestContainerSpec): Promise<void>;
   /** Starts the container's init process; output flows from here on into the returned streams. */
-  startContainer(containerId: string): Promise<ProcessIo & { pid: number }>;
+  startContainer(containerId: string, opts?: IoOptions): Promise<ProcessIo & { pid: number }>;
   /** execId: caller-chosen [A-Za-z0-9_-]{1,64}, unique within the container. */
   exec(containerId: string, execId: string, process: ProcessSpec): Promise<ProcessIo & { pid: number }>;
   /** execId '' = the container's init process. */
@@ -27,8 +27,8 @@ export interface PodAgent {
   /** Resolves when the process has exited (and its output is drained); may be called again after a reconnect. */
   wait(containerId: string, execId: string): Promise<ExitStatus>;
   resizeTty(containerId: string, execId: string, rows: number, cols: number): Promise<void>;
-  /** Re-attach to a running process' output after a reconnect (held output arrives first). */
-  attachIo(containerId: string, execId: string): Promise<ProcessIo>;
+  /** Re-attach to a process' output after a reconnect: what the last connection did not acknowledge comes first, then held output. */
+  attachIo(containerId: string, execId: string, opts?: IoOptions): Promise<ProcessIo>;
   removeContainer(containerId: string): Promise<void>;   // the container must have exited; force kills first
   updateResources(containerId: string, r: GuestResources): Promise<void>;
   containerStats(containerId: string): Promise<ContainerStats>;

@@ -128,7 +128,7 @@ export async function startContainer(ctx: PodContext, id: string): Promise<void>
   if (!live) throw new PodError('FAILED_PRECONDITION', `the pod of container ${id} is not running`);
   const logFile = await CriLogWriter.open(c.meta.spec.logPath);
   try {
-    const io = await live.agent.startContainer(id);
+    const io = await live.agent.startContainer(id, { ack: 'caller' });
     await ctx.containers.update(id, (s) => ({ ...s, state: 'RUNNING', startedAt: Date.now(), pid: io.pid }));
     follow(ctx, id, io, logFile);
   } catch (err) {
@@ -142,21 +142,33 @@ export async function startContainer(ctx: PodContext, id: string): Promise<void>
 export function follow(ctx: PodContext, id: string, io: ProcessIo, logFile: CriLogWriter): void {
   const c = ctx.containers.must(id);
   const live = ctx.livePods.get(c.meta.podId)!;
+  // The agent forgets output only once it is in the log file (io opened
+  // with ack 'caller'): a frakti that dies in between gets it again.
   const pump = (stream: NodeJS.ReadableStream, name: 'stdout' | 'stderr') =>
     new Promise<void>((resolve) => {
+      let acked = 0;
+      const ack = (stored: number) => {
+        if (stored > acked) io.acknowledge(name, stored - acked);
+        acked = Math.max(acked, stored);
+      };
       stream.on('data', (chunk: Buffer) => {
         ctx.outputTaps.get(id)?.(name, chunk);
         // Backpressure: the agent's stream pauses while the log write is pending.
         stream.pause();
         logFile.write(name, chunk).then(
-          () => stream.resume(),
+          (stored) => {
+            ack(stored);
+            stream.resume();
+          },
           (err) => {
-            log.error('log write failed', { container: id, err: errorMessage(err) });
+            // Dropped, loudly: a log that cannot be written must not stop the container.
+            log.error('log write failed; output dropped', { container: id, stream: name, bytes: logFile.takenBytes(name) - acked, err: errorMessage(err) });
+            ack(logFile.takenBytes(name));
             stream.resume();
           },
         );
       });
-      stream.on('end', () => void logFile.end(name).then(resolve, resolve));
+      stream.on('end', () => void logFile.end(name).then(ack, () => ack(logFile.takenBytes(name))).then(resolve, resolve));
       stream.on('error', () => resolve());
       stream.on('close', () => resolve());
     });

@@ -21,6 +21,7 @@ export class CriLogWriter {
   private fh?: FileHandle;
   private readonly partial: Record<LogStream, Buffer[]> = { stdout: [], stderr: [] };
   private readonly partialBytes: Record<LogStream, number> = { stdout: 0, stderr: 0 };
+  private readonly taken: Record<LogStream, number> = { stdout: 0, stderr: 0 };
   private readonly maxLineBytes: number;
   private readonly now: () => Date;
   // Writes are serialised so lines never interleave, also across reopen().
@@ -41,20 +42,32 @@ export class CriLogWriter {
     return w;
   }
 
-  /** Appends output of one stream; resolves once it is written (the caller's backpressure). */
-  write(stream: LogStream, data: Buffer): Promise<void> {
+  /**
+   * Appends output of one stream; resolves once it is written (the caller's
+   * backpressure) with how many bytes given to this stream are now in the
+   * file: all but an unfinished line, which waits in memory for its end.
+   */
+  write(stream: LogStream, data: Buffer): Promise<number> {
+    this.taken[stream] += data.length;
     const lines = this.format(stream, data);
-    if (lines.length === 0) return this.chain;
-    return this.enqueue(Buffer.concat(lines));
+    const stored = this.taken[stream] - this.partialBytes[stream];
+    if (lines.length === 0) return this.chain.then(() => stored);
+    return this.enqueue(Buffer.concat(lines)).then(() => stored);
   }
 
-  /** The stream ended: a pending partial line is written as F. */
-  end(stream: LogStream): Promise<void> {
-    if (this.partialBytes[stream] === 0) return this.chain;
+  /** The stream ended: a pending partial line is written as F. Resolves like write(). */
+  end(stream: LogStream): Promise<number> {
+    const stored = this.taken[stream];
+    if (this.partialBytes[stream] === 0) return this.chain.then(() => stored);
     const rest = Buffer.concat(this.partial[stream]);
     this.partial[stream] = [];
     this.partialBytes[stream] = 0;
-    return this.enqueue(this.line(stream, 'F', rest));
+    return this.enqueue(this.line(stream, 'F', rest)).then(() => stored);
+  }
+
+  /** Bytes given to write() for this stream so far. */
+  takenBytes(stream: LogStream): number {
+    return this.taken[stream];
   }
 
   /** Opens the path anew (after kubelet rotated the file away). */

@@ -56,19 +56,30 @@ export class PodManager {
     const inGuest = new Map((await agent.listContainers()).map((c) => [c.id, c]));
     for (const c of ctx.containersOf(podId)) {
       const g = inGuest.get(c.meta.id);
-      if (c.status.state === 'RUNNING' && g?.state === 'running') {
+      if (c.status.state !== 'RUNNING') continue;
+      if (g?.state === 'running' || g?.state === 'exited') {
+        // Also a process that exited meanwhile: the agent holds the output the
+        // last frakti did not store; follow() writes it, then records the exit.
         const logFile = await CriLogWriter.open(c.meta.spec.logPath);
-        follow(ctx, c.meta.id, await agent.attachIo(c.meta.id, ''), logFile);
-      } else if (c.status.state === 'RUNNING') {
-        await ctx.containers.update(c.meta.id, (s) => ({
-          ...s,
-          state: 'EXITED',
-          exitCode: g?.exit?.exitCode ?? 255,
-          finishedAt: g?.exit?.exitedAt.getTime() ?? Date.now(),
-          reason: g?.exit ? (g.exit.exitCode === 0 ? 'Completed' : 'Error') : 'Unknown',
-          message: g?.exit ? undefined : 'the container was gone from the VM after a frakti restart',
-        }));
+        const io = await agent.attachIo(c.meta.id, '', { ack: 'caller' }).catch(async (err: unknown) => {
+          await logFile.close();
+          if (g.state === 'running') throw err;
+          log.warn('no output to re-attach for an exited container', { container: c.meta.id, err: errorMessage(err) });
+          return undefined;
+        });
+        if (io) {
+          follow(ctx, c.meta.id, io, logFile);
+          continue;
+        }
       }
+      await ctx.containers.update(c.meta.id, (s) => ({
+        ...s,
+        state: 'EXITED',
+        exitCode: g?.exit?.exitCode ?? 255,
+        finishedAt: g?.exit?.exitedAt.getTime() ?? Date.now(),
+        reason: g?.exit ? (g.exit.exitCode === 0 ? 'Completed' : 'Error') : 'Unknown',
+        message: g?.exit ? undefined : 'the container was gone from the VM after a frakti restart',
+      }));
     }
     log.info('re-attached pod', { pod: podId });
   }

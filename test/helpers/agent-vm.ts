@@ -6,7 +6,7 @@ import { copyFile, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { AgentClient, waitForAgent, type ProcessSpec } from '../../src/agent-protocol/index.js';
+import { AgentClient, waitForAgent, type GuestContainerSpec, type ProcessSpec } from '../../src/agent-protocol/index.js';
 import { guestAssets, Vm } from '../../src/vmm/index.js';
 import { killLeftovers, mountsUnder } from './vmm-leaks.js';
 
@@ -29,7 +29,17 @@ export interface AgentVm {
   stop(): Promise<void>;
 }
 
-export async function startAgentVm(opts: { cpus?: number; maxCpus?: number; memoryMiB?: number } = {}): Promise<AgentVm> {
+export interface AgentVmOptions {
+  cpus?: number;
+  maxCpus?: number;
+  memoryMiB?: number;
+  /** Above memoryMiB: DIMMs can be hot-plugged up to this. */
+  maxMemoryMiB?: number;
+  /** Appended to the guest kernel command line. */
+  kernelArgs?: string[];
+}
+
+export async function startAgentVm(opts: AgentVmOptions = {}): Promise<AgentVm> {
   const assets = guestAssets();
   const dir = await mkdtemp(join(tmpdir(), 'frakti-agentvm-'));
   const share = join(dir, 'share');
@@ -53,6 +63,8 @@ export async function startAgentVm(opts: { cpus?: number; maxCpus?: number; memo
       cpus: opts.cpus ?? 1,
       maxCpus: opts.maxCpus ?? opts.cpus ?? 1,
       memoryMiB: opts.memoryMiB ?? 512,
+      maxMemoryMiB: opts.maxMemoryMiB ?? opts.memoryMiB ?? 512,
+      kernelArgs: opts.kernelArgs ?? [],
       kernel: assets.kernel,
       initrd: assets.initrd,
       accel: 'tcg',
@@ -90,6 +102,23 @@ export async function startAgentVm(opts: { cpus?: number; maxCpus?: number; memo
     stop,
   };
   return result;
+}
+
+/** A container of the VM running `sleep` (unless extra says otherwise), in a PID namespace of its own. */
+export function containerSpec(id: string, rootfs: string, extra: Partial<GuestContainerSpec> = {}): GuestContainerSpec {
+  return {
+    id,
+    rootfs,
+    readonlyRootfs: false,
+    hostname: id,
+    process: proc(['sleep', '100000']),
+    mounts: [],
+    capabilities: ['CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FOWNER', 'CAP_SETUID', 'CAP_SETGID', 'CAP_KILL', 'CAP_NET_BIND_SERVICE'],
+    noNewPrivileges: true,
+    pidNamespace: 'container',
+    resources: {},
+    ...extra,
+  };
 }
 
 export function proc(args: string[], extra: Partial<ProcessSpec> = {}): ProcessSpec {

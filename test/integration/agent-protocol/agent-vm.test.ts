@@ -9,27 +9,13 @@ import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { AgentCallError, AgentError, type GuestContainerSpec } from '../../../src/agent-protocol/index.js';
-import { AGENT_MAGIC, encodeFrame, FrameType, HOST_MAGIC } from '../../../src/agent-protocol/framing.js';
+import { AGENT_MAGIC, encodeFrame, FrameType, HOST_MAGIC, STREAM_WINDOW_BYTES } from '../../../src/agent-protocol/framing.js';
 import { pack } from '../../helpers/agent-fake-peer.js';
-import { execProc, proc, readAll, startAgentVm, type AgentVm } from '../../helpers/agent-vm.js';
+import { containerSpec, execProc, proc, readAll, startAgentVm, type AgentVm } from '../../helpers/agent-vm.js';
 
 let pod: AgentVm;
 
-function spec(id: string, rootfs: string, extra: Partial<GuestContainerSpec> = {}): GuestContainerSpec {
-  return {
-    id,
-    rootfs,
-    readonlyRootfs: false,
-    hostname: id,
-    process: proc(['sleep', '100000']),
-    mounts: [],
-    capabilities: ['CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FOWNER', 'CAP_SETUID', 'CAP_SETGID', 'CAP_KILL', 'CAP_NET_BIND_SERVICE'],
-    noNewPrivileges: true,
-    pidNamespace: 'container',
-    resources: {},
-    ...extra,
-  };
-}
+const spec = containerSpec;
 
 async function run(cid: string, args: string[], extra: Parameters<typeof execProc>[1] = {}, execId = `x${Math.random().toString(16).slice(2, 10)}`) {
   const p = await pod.agent.exec(cid, execId, execProc(args, extra));
@@ -54,6 +40,17 @@ before(async () => {
 after(async () => {
   await pod?.stop();
 });
+
+/** A failing test shows the end of the guest console: a stuck or crashed agent says why there. */
+async function withConsole(fn: () => Promise<void>): Promise<void> {
+  try {
+    await fn();
+  } catch (err) {
+    const console = await pod.vm.readConsole(8192).catch((e: unknown) => `(console unreadable: ${String(e)})`);
+    process.stderr.write(`guest console:\n${console}\n`);
+    throw err;
+  }
+}
 
 test('a container prints, exits with its code, and the output arrives before wait resolves', async () => {
   const root = await pod.rootfs('hello');
@@ -302,19 +299,45 @@ test('port forward reaches a listener inside the pod', async () => {
   await assert.rejects(pod.agent.portForward(1), (e: unknown) => e instanceof AgentCallError && e.errnum === 111);
 });
 
-test('hot-plugged CPUs are onlined', async () => {
-  const { hotplugCpus } = await import('../../../src/vmm/index.js');
-  assert.equal(await hotplugCpus(pod.vm.qmp, 2), 1);
-  let onlined = 0;
-  for (let i = 0; i < 50 && onlined === 0; i++) {
-    onlined += (await pod.agent.onlineHotplugged()).cpus;
-    if (onlined === 0) await sleep(100);
-  }
-  assert.equal(onlined, 1);
-  assert.equal((await pod.agent.guestStats()).cpus, 2);
-});
+test('output on its way when the host drops comes again after AttachIo: a gap-free whole', () => withConsole(async () => {
+  const expected = Array.from({ length: 300_000 }, (_, i) => `${i + 1}\n`).join('');
+  const p = await pod.agent.exec('main', 'seq', execProc(['seq', '1', '300000']));
+  p.stderr.resume();
+  // Take some output, then stop reading and drop the channel: what the agent
+  // sent meanwhile (in our buffer, in QEMU, in the socket) never reaches us.
+  const taken: Buffer[] = [];
+  let takenBytes = 0;
+  let stopped = false;
+  await new Promise<void>((resolve) => {
+    p.stdout.on('data', (c: Buffer) => {
+      if (stopped) return;
+      taken.push(Buffer.from(c));
+      takenBytes += c.length;
+      if (takenBytes >= 200_000) {
+        stopped = true;
+        p.stdout.pause();
+        resolve();
+      }
+    });
+  });
+  await sleep(300); // the agent fills our credit meanwhile
+  const agent = await pod.reconnect();
+  const io = await agent.attachIo('main', 'seq');
+  io.stderr.resume();
+  const [after, exit] = await Promise.all([readAll(io.stdout), agent.wait('main', 'seq')]);
+  assert.equal(exit.exitCode, 0);
+  const before = Buffer.concat(taken).toString();
+  const rest = after.toString();
+  assert.ok(expected.startsWith(before), 'what we took is the start of the output');
+  assert.ok(expected.endsWith(rest), 'after AttachIo the output goes on to its end');
+  // Nothing missing between the two connections; at most what we took without
+  // our acknowledgement reaching the agent comes twice.
+  const overlap = before.length + rest.length - expected.length;
+  assert.ok(overlap >= 0, `${-overlap} bytes lost between the connections`);
+  assert.ok(overlap <= STREAM_WINDOW_BYTES, `${overlap} bytes sent twice`);
+}));
 
-test('a reconnect keeps a running process and its held output; a bad frame is refused and the agent keeps serving', async () => {
+test('a reconnect keeps a running process and its held output; a bad frame is refused and the agent keeps serving', () => withConsole(async () => {
   const p = await pod.agent.exec('main', 'ticker', execProc(['sh', '-c', 'i=0; while [ $i -lt 30 ]; do echo line$i; i=$((i+1)); sleep 0.05; done']));
   p.stderr.resume();
   let before = '';
@@ -370,4 +393,16 @@ test('a reconnect keeps a running process and its held output; a bad frame is re
   const next = await pod.reconnect();
   assert.equal((await next.listContainers()).find((c) => c.id === 'main')?.state, 'running');
   assert.equal((await run('main', ['echo', 'still here'])).stdout, 'still here\n');
+}));
+
+test('hot-plugged CPUs are onlined', async () => {
+  const { hotplugCpus } = await import('../../../src/vmm/index.js');
+  assert.equal(await hotplugCpus(pod.vm.qmp, 2), 1);
+  let onlined = 0;
+  for (let i = 0; i < 50 && onlined === 0; i++) {
+    onlined += (await pod.agent.onlineHotplugged()).cpus;
+    if (onlined === 0) await sleep(100);
+  }
+  assert.equal(onlined, 1);
+  assert.equal((await pod.agent.guestStats()).cpus, 2);
 });

@@ -191,6 +191,23 @@ test('bad requests get clear gRPC errors and change nothing', async (t) => {
   assert.deepEqual((await rt.ListPodSandbox!({})).items, []);
 });
 
+/**
+ * Numbers counting up from `first` with nothing missing. A stretch may come
+ * twice (output frakti took but had not confirmed to the agent before a
+ * kill -9 is sent again); returns how many numbers came twice.
+ */
+function assertConsecutive(nums: number[], first: number, last?: number): number {
+  let next = first;
+  let repeated = 0;
+  for (const n of nums) {
+    assert.ok(n <= next, `${next} missing (got ${n} instead)`);
+    if (n === next) next++;
+    else repeated++;
+  }
+  if (last !== undefined) assert.equal(next, last + 1, `the output stops at ${next - 1}, not ${last}`);
+  return repeated;
+}
+
 test('kill -9 of the daemon: a restart finds pods and containers, logs go on; a VM that died shows as such', async (t) => {
   const first = await daemon(t, 'restart');
   const rt = first.client.runtime;
@@ -200,8 +217,14 @@ test('kill -9 of the daemon: a restart finds pods and containers, logs go on; a 
   const { pod_sandbox_id: pod } = await rt.RunPodSandbox!({ config });
   const { container_id: c } = await rt.CreateContainer!({ pod_sandbox_id: pod, config: containerConfig('ticker', ['sh', '-c', 'i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.3; done']), sandbox_config: config });
   await rt.StartContainer!({ container_id: c });
+  // Output in full flow when frakti is killed, and more of it (beyond what
+  // the agent holds) while frakti is down; the process exits meanwhile.
+  const { container_id: burst } = await rt.CreateContainer!({ pod_sandbox_id: pod, config: containerConfig('burst', ['sh', '-c', 'seq 1 100000; sleep 3; seq 100001 250000']), sandbox_config: config });
+  await rt.StartContainer!({ container_id: burst });
   const log = join(logDir, 'ticker/0.log');
+  const burstLog = join(logDir, 'burst/0.log');
   await waitFor('ticks', async () => (await logLines(log)).length >= 2, 30_000);
+  await waitFor('the burst under way', async () => (await readFile(burstLog, 'utf8').catch(() => '')).length > 0, 30_000, 5);
 
   first.kill('SIGKILL');
   await first.child;
@@ -213,8 +236,13 @@ test('kill -9 of the daemon: a restart finds pods and containers, logs go on; a 
   assert.equal((await rt2.ContainerStatus!({ container_id: c })).status.state, 'CONTAINER_RUNNING');
   await waitFor('ticks after the restart', async () => (await logLines(log)).length >= before + 3, 30_000);
   // Nothing was lost across the restart: the ticks are consecutive.
-  const ticks = (await logLines(log)).map((l) => Number(/tick (\d+)/.exec(l)?.[1]));
-  ticks.forEach((n, i) => assert.equal(n, i));
+  assertConsecutive((await logLines(log)).map((l) => Number(/tick (\d+)/.exec(l)?.[1])), 0);
+  // The burst: everything in the log, then its exit recorded.
+  await waitFor('the burst to exit', async () => (await rt2.ContainerStatus!({ container_id: burst })).status.state === 'CONTAINER_EXITED', 60_000);
+  const bs = (await rt2.ContainerStatus!({ container_id: burst })).status;
+  assert.deepEqual([bs.exit_code, bs.reason], [0, 'Completed']);
+  const twice = assertConsecutive((await logLines(burstLog)).map((l) => Number(/^stdout (\d+)$/.exec(l)?.[1])), 1, 250_000);
+  t.diagnostic(`burst lines logged twice across the restart: ${twice}`);
 
   // The VM dies (a crash, an OOM kill of QEMU): the pod goes NOTREADY, its container EXITED.
   const ps = await rt2.PodSandboxStatus!({ pod_sandbox_id: pod, verbose: true });

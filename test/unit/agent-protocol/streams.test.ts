@@ -60,6 +60,40 @@ test('output flows within the window and credit comes back as it is read', async
   assert.equal(client.closed, false);
 });
 
+test('credit acknowledges only what was read, also after CLOSE', async (t) => {
+  const { client, conn } = await connected(t);
+  const io = await execWithStreams(client, conn);
+  frame(conn, FrameType.DATA, 2, Buffer.alloc(1000, 'a'));
+  frame(conn, FrameType.CLOSE, 2, Buffer.alloc(0));
+  const stdout = io.stdout as import('node:stream').Readable;
+  await once(stdout, 'readable');
+  await sleep(20); // the CLOSE is in too
+  assert.equal(stdout.read(400)?.length, 400);
+  let w = await conn.readFrame();
+  assert.deepEqual([w.type, w.streamId, w.payload.readUInt32BE(0)], [FrameType.WINDOW, 2, 400], 'the unread 600 bytes are not acknowledged');
+  assert.equal(stdout.read()?.length, 600);
+  w = await conn.readFrame();
+  assert.deepEqual([w.type, w.streamId, w.payload.readUInt32BE(0)], [FrameType.WINDOW, 2, 600]);
+});
+
+test("with ack 'caller' only acknowledge() gives credit back, and never more than was read", async (t) => {
+  const { client, conn } = await connected(t);
+  const p = client.exec('c1', 'e1', SPEC, { ack: 'caller' });
+  const req = await conn.readFrame();
+  conn.sendResponse(req.streamId, { started: { pid: 42, io: { stdoutStream: 2, stderrStream: 4, stdinStream: 6 } } });
+  const io = await p;
+  frame(conn, FrameType.DATA, 2, Buffer.alloc(1000, 'a'));
+  const stdout = io.stdout as import('node:stream').Readable;
+  await once(stdout, 'readable');
+  assert.equal(stdout.read()?.length, 1000);
+  assert.throws(() => io.acknowledge('stdout', 1001), RangeError);
+  io.acknowledge('stdout', 700);
+  const w = await conn.readFrame();
+  assert.deepEqual([w.type, w.streamId, w.payload.readUInt32BE(0)], [FrameType.WINDOW, 2, 700], 'reading alone acknowledged nothing');
+  assert.throws(() => io.acknowledge('stdout', 301), RangeError);
+  await assert.rejects(client.exec('c1', 'e2', SPEC, { ack: 'sometimes' as 'read' }), (e: unknown) => e instanceof AgentError && e.code === 'AGENT_OPTIONS');
+});
+
 test('stdin waits for credit and ends with CLOSE', async (t) => {
   const { client, conn } = await connected(t);
   const io = await execWithStreams(client, conn);

@@ -30,6 +30,16 @@ test('lines are written as kubelet reads them, split across chunks', async (t) =
   ].join('\n'));
 });
 
+test('write says how much of a stream is in the file: all but the unfinished line', async (t) => {
+  const { w, read } = await withLog(t, 100);
+  assert.equal(await w.write('stdout', Buffer.from('hello\nwor')), 6);
+  assert.equal(await read(), '2026-11-23T08:00:00.123Z stdout F hello\n');
+  assert.equal(await w.write('stderr', Buffer.from('e')), 0);
+  assert.equal(await w.write('stdout', Buffer.from('ld\nnext')), 12);
+  assert.equal(await w.end('stdout'), 16);
+  assert.match(await read(), /stdout F next\n$/);
+});
+
 test('a long line is cut into P pieces ending with F; an unterminated end is F', async (t) => {
   const { w, read } = await withLog(t, 4);
   await w.write('stdout', Buffer.from('abcdefghij\n12345678'));
