@@ -7,10 +7,19 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "calls.h"
 #include "util.h"
+
+static long
+boot_ms (void)
+{
+  struct timespec ts;
+  clock_gettime (CLOCK_BOOTTIME, &ts);
+  return ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static void
 usage (FILE *f)
@@ -51,6 +60,7 @@ main (int argc, char **argv)
     }
 
   agent.pid1 = getpid () == 1;
+  long started_ms = boot_ms ();
   if (agent.pid1 && pid1_setup (&err) < 0)
     agent_error_log (&err);
   if (loop_init (&agent.loop, &err) < 0 || signals_setup (&agent, &err) < 0)
@@ -61,7 +71,8 @@ main (int argc, char **argv)
     agent_error_log (&err);
   if (channel_open (&agent, listen_unix, &err) < 0)
     goto fail;
-  printf ("frakti-agent: ready on %s\n", agent.channel);
+  /* Times since the guest booted: where a slow pod start went. */
+  printf ("frakti-agent: ready on %s (started %ld ms, ready %ld ms after boot)\n", agent.channel, started_ms, boot_ms ());
   fflush (stdout);
   if (loop_run (&agent.loop, &err) < 0)
     goto fail;

@@ -89,8 +89,11 @@ export async function runPodSandbox(ctx: PodContext, spec: PodSpec): Promise<str
       });
       undo.push('close agent', () => agent.close());
       mark('agent ready');
-      await agent.setupSandbox({ hostname: spec.hostname, resolvConf: resolv, hosts: hostsFile(spec.hostname, net.ips), sysctls: spec.sysctls, shares: [{ tag: SHARE_TAG, mountPoint: GUEST_SHARE_DIR }] });
-      await configureGuestNetwork(agent, net);
+      // Independent calls: sent together, the second waits for no round trip.
+      await Promise.all([
+        agent.setupSandbox({ hostname: spec.hostname, resolvConf: resolv, hosts: hostsFile(spec.hostname, net.ips), sysctls: spec.sysctls, shares: [{ tag: SHARE_TAG, mountPoint: GUEST_SHARE_DIR }] }),
+        configureGuestNetwork(agent, net),
+      ]);
       mark('guest configured');
       await ctx.pods.update(id, (s) => ({ ...s, state: 'READY', unknown: undefined, ips: net.ips, vmPid: vm.pid }));
       ctx.livePods.set(id, { vm, agent });
@@ -140,8 +143,9 @@ async function launch(ctx: PodContext, id: string, spec: PodSpec, netnsPath: str
     accel: ctx.opts.accel,
     share: { source: ctx.shareDir(id), tag: SHARE_TAG },
     netns: netnsPath,
-    // One port for the pod's NIC, one spare for later hotplug.
-    pcieRootPorts: 2,
+    // One port for the pod's NIC (hot-plugged once CNI is done). Each
+    // port costs guest boot time, so there are no spares.
+    pcieRootPorts: 1,
   };
   if (!ctx.opts.vsock) return ctx.deps.launchVm({ ...base, channel: { kind: 'serial' } });
   // A guest CID must be unique on the host; a random one collides rarely, and then once more.
