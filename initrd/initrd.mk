@@ -21,7 +21,7 @@ AGENT_SRCS := $(sort $(wildcard initrd/agent/*.c))
 AGENT_HDRS := $(wildcard initrd/agent/*.h)
 # Empty: the initrd is the agent alone (unpacking busybox costs ~150 ms of
 # every TCG boot). For a debugging shell in the guest:
-#   make -B build/guest/initrd.img INITRD_BUSYBOX=/bin/busybox
+#   rm build/guest/initrd.img && make INITRD_BUSYBOX=/bin/busybox
 INITRD_BUSYBOX ?=
 
 .PHONY: initrd

@@ -148,8 +148,14 @@ export function follow(ctx: PodContext, id: string, io: ProcessIo, logFile: CriL
     new Promise<void>((resolve) => {
       let acked = 0;
       const ack = (stored: number) => {
-        if (stored > acked) io.acknowledge(name, stored - acked);
-        acked = Math.max(acked, stored);
+        if (stored <= acked) return;
+        try {
+          io.acknowledge(name, stored - acked);
+        } catch (err) {
+          // Our own accounting broke: say so, and let the output keep flowing.
+          log.error('output acknowledgement refused', { container: id, stream: name, err: errorMessage(err) });
+        }
+        acked = stored;
       };
       stream.on('data', (chunk: Buffer) => {
         ctx.outputTaps.get(id)?.(name, chunk);

@@ -11,6 +11,7 @@ import { status } from '@grpc/grpc-js';
 import { startRegistry, buildBusyboxImage, pushImage, type Registry } from '../../helpers/image-registry.js';
 import { startDaemon, grpcError, waitFor, type RunningDaemon } from '../../helpers/cri-client.js';
 import { killLeftovers, mountsUnder, processesMentioning, vmProcessesUnder } from '../../helpers/vmm-leaks.js';
+import { STREAM_WINDOW_BYTES } from '../../../src/agent-protocol/framing.js';
 
 let dir: string;
 let reg: Registry;
@@ -192,18 +193,26 @@ test('bad requests get clear gRPC errors and change nothing', async (t) => {
 });
 
 /**
- * Numbers counting up from `first` with nothing missing. A stretch may come
- * twice (output frakti took but had not confirmed to the agent before a
- * kill -9 is sent again); returns how many numbers came twice.
+ * Log lines numbered up from `first` with nothing missing. Lines may come
+ * twice (output frakti stored but had not yet acknowledged to the agent when
+ * it was killed is sent again), but never more than one stream window of
+ * them (`lineBytes` says how long a line was on the stream). Returns how
+ * many lines came twice.
  */
-function assertConsecutive(nums: number[], first: number, last?: number): number {
+function assertConsecutive(nums: number[], lineBytes: (n: number) => number, first: number, last?: number): number {
   let next = first;
   let repeated = 0;
+  let repeatedBytes = 0;
   for (const n of nums) {
     assert.ok(n <= next, `${next} missing (got ${n} instead)`);
-    if (n === next) next++;
-    else repeated++;
+    if (n === next) {
+      next++;
+    } else {
+      repeated++;
+      repeatedBytes += lineBytes(n);
+    }
   }
+  assert.ok(repeatedBytes <= STREAM_WINDOW_BYTES, `${repeatedBytes} bytes of output logged twice, more than a window`);
   if (last !== undefined) assert.equal(next, last + 1, `the output stops at ${next - 1}, not ${last}`);
   return repeated;
 }
@@ -236,12 +245,12 @@ test('kill -9 of the daemon: a restart finds pods and containers, logs go on; a 
   assert.equal((await rt2.ContainerStatus!({ container_id: c })).status.state, 'CONTAINER_RUNNING');
   await waitFor('ticks after the restart', async () => (await logLines(log)).length >= before + 3, 30_000);
   // Nothing was lost across the restart: the ticks are consecutive.
-  assertConsecutive((await logLines(log)).map((l) => Number(/tick (\d+)/.exec(l)?.[1])), 0);
+  assertConsecutive((await logLines(log)).map((l) => Number(/tick (\d+)/.exec(l)?.[1])), (n) => `tick ${n}\n`.length, 0);
   // The burst: everything in the log, then its exit recorded.
   await waitFor('the burst to exit', async () => (await rt2.ContainerStatus!({ container_id: burst })).status.state === 'CONTAINER_EXITED', 60_000);
   const bs = (await rt2.ContainerStatus!({ container_id: burst })).status;
   assert.deepEqual([bs.exit_code, bs.reason], [0, 'Completed']);
-  const twice = assertConsecutive((await logLines(burstLog)).map((l) => Number(/^stdout (\d+)$/.exec(l)?.[1])), 1, 250_000);
+  const twice = assertConsecutive((await logLines(burstLog)).map((l) => Number(/^stdout (\d+)$/.exec(l)?.[1])), (n) => `${n}\n`.length, 1, 250_000);
   t.diagnostic(`burst lines logged twice across the restart: ${twice}`);
 
   // The VM dies (a crash, an OOM kill of QEMU): the pod goes NOTREADY, its container EXITED.
