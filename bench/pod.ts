@@ -49,10 +49,13 @@ async function main(): Promise<void> {
       }));
       if (i === RUNS - 1) {
         await new Promise((r) => setTimeout(r, IDLE_SETTLE_MS));
+        // Every process of the pod: virtiofsd runs as a parent and its sandboxed child.
         const procs = await processesMentioning(d.state);
-        const q = procs.find((p) => p.cmd.includes('qemu-system'));
-        const v = procs.find((p) => p.cmd.includes('virtiofsd'));
-        pss = { qemu: q ? await pssKiB(q.pid) : NaN, virtiofsd: v ? await pssKiB(v.pid) : NaN };
+        const sum = async (program: string) => {
+          const ps = procs.filter((p) => (p.cmd.split(' ')[0] ?? '').endsWith(program));
+          return ps.length === 0 ? NaN : (await Promise.all(ps.map((p) => pssKiB(p.pid)))).reduce((a, b) => a + b, 0);
+        };
+        pss = { qemu: await sum('qemu-system-x86_64'), virtiofsd: await sum('/virtiofsd') };
       }
       await rt.RemovePodSandbox!({ pod_sandbox_id: pod }, { timeoutMs: 60_000 });
     }

@@ -45,7 +45,11 @@ if [ ! -f "$cached/vmlinux" ]; then
 fi
 
 mkdir -p "$out"
-for f in vmlinux config source-version config-hash release; do
+# QEMU reads an ELF kernel's symbol table into every VM's heap (about 2 MiB)
+# and nothing uses it: the VMs get a stripped copy; the cache keeps symbols.
+strip --strip-all -o "$out/vmlinux.tmp" "$cached/vmlinux"
+if cmp -s "$out/vmlinux.tmp" "$out/vmlinux"; then rm -f "$out/vmlinux.tmp"; else mv -f "$out/vmlinux.tmp" "$out/vmlinux"; fi
+for f in config source-version config-hash release; do
   [ "$cached/$f" -ef "$out/$f" ] && continue
   ln -f "$cached/$f" "$out/$f.tmp" 2>/dev/null || cp "$cached/$f" "$out/$f.tmp"
   mv -f "$out/$f.tmp" "$out/$f"

@@ -16,8 +16,17 @@ interface HotpluggableCpu {
   'qom-path'?: string;
 }
 
-/** Adds vCPUs until `count` are plugged in (never above maxcpus). Returns how many were added. */
+/**
+ * Adds vCPUs until `count` are plugged in (never above maxcpus). Returns how
+ * many were added. KVM only: under TCG, QEMU (7.2) aborts when a vCPU thread
+ * starts after the translation cache has used up its regions, which a busy
+ * guest always reaches in time (tcg_region_initial_alloc).
+ */
 export async function hotplugCpus(qmp: QmpClient, count: number): Promise<number> {
+  const kvm = await qmp.execute<{ enabled: boolean }>('query-kvm');
+  if (!kvm.enabled) {
+    throw new VmError('HOTPLUG', 'vCPU hotplug needs KVM: under TCG QEMU aborts when a vCPU is added once its translation cache has filled; start the VM with the vCPUs it needs');
+  }
   const slots = await qmp.execute<HotpluggableCpu[]>('query-hotpluggable-cpus');
   const plugged = slots.filter((s) => s['qom-path']).length;
   const free = slots.filter((s) => !s['qom-path']);

@@ -29,7 +29,7 @@ test('defaults are filled in and the command line boots paused, sandboxed, with 
   assert.ok(args.includes('-nodefaults') && args.includes('-no-user-config'));
   assert.match(argValue(args, '-sandbox')[0]!, /^on,/);
   assert.deepEqual(argValue(args, '-machine'), ['q35,usb=off,vmport=off,smbus=off,sata=off']);
-  assert.deepEqual(argValue(args, '-accel'), ['tcg,tb-size=16']);
+  assert.deepEqual(argValue(args, '-accel'), ['tcg,tb-size=8']);
   assert.deepEqual(argValue(args, '-cpu'), ['max']);
   assert.deepEqual(argValue(args, '-bios'), ['/usr/share/qemu/qboot.rom']);
   assert.ok(argValue(args, '-device').some((d) => d.includes(`name=${AGENT_SERIAL_PORT_NAME}`)));
