@@ -71,12 +71,15 @@ export async function createContainer(ctx: PodContext, podId: string, spec: Cont
   ctx.containerNames.reserve(name, id);
   const undo = new UndoStack();
   undo.push(`release name ${name}`, () => ctx.containerNames.release(name, id));
+  const t0 = Date.now();
+  const mark = (step: string) => log.trace(`create ${id.slice(0, 12)}: ${step} at ${Date.now() - t0} ms`);
   try {
     const image = await ctx.deps.images.acquireImage(spec.imageRef, id);
     undo.push(`release image ${image.id}`, () => ctx.deps.images.releaseImage(image.id, id));
     const layers = await ctx.deps.images.rootfsLayers(image.id);
     const rootfs = join(ctx.shareDir(podId), id, 'rootfs');
     await mountRootfs({ layers, scratchDir: ctx.containerScratchDir(id), target: rootfs }, undo);
+    mark('rootfs mounted');
     undo.push(`remove ${join(ctx.shareDir(podId), id)}`, () => rm(join(ctx.shareDir(podId), id), { recursive: true, force: true }));
 
     const defaults: ImageDefaults = { ...image.config };
@@ -108,9 +111,12 @@ export async function createContainer(ctx: PodContext, podId: string, spec: Cont
       resources: { ...spec.resources },
     };
     await mkdir(dirname(spec.logPath), { recursive: true });
+    mark('spec ready');
     await live.agent.createContainer(guestSpec);
     undo.push('remove container in the guest', () => live.agent.removeContainer(id));
+    mark('created in the guest');
     await ctx.containers.create({ id, podId, spec: { ...spec, imageId: image.id }, createdAt: Date.now() }, { state: 'CREATED' });
+    mark('stored');
     undo.commit();
     return id;
   } catch (err) {
@@ -126,10 +132,14 @@ export async function startContainer(ctx: PodContext, id: string): Promise<void>
   if (c.status.state !== 'CREATED') throw new PodError('FAILED_PRECONDITION', `container ${id} is ${c.status.state}, not CREATED`);
   const live = ctx.livePods.get(c.meta.podId);
   if (!live) throw new PodError('FAILED_PRECONDITION', `the pod of container ${id} is not running`);
+  const t0 = Date.now();
+  const mark = (step: string) => log.trace(`start ${id.slice(0, 12)}: ${step} at ${Date.now() - t0} ms`);
   const logFile = await CriLogWriter.open(c.meta.spec.logPath);
   try {
     const io = await live.agent.startContainer(id, { ack: 'caller' });
+    mark('started in the guest');
     await ctx.containers.update(id, (s) => ({ ...s, state: 'RUNNING', startedAt: Date.now(), pid: io.pid }));
+    mark('stored');
     follow(ctx, id, io, logFile);
   } catch (err) {
     await logFile.close();

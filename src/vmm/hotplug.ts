@@ -179,7 +179,8 @@ export async function hotplugNic(qmp: QmpClient, nic: NicDevice): Promise<string
   // vhost off: /dev/vhost-net is not on every node, and TCG gains nothing from it.
   await qmp.execute('netdev_add', { type: 'tap', id: netdev, ifname: nic.tap, script: 'no', downscript: 'no', vhost: false });
   try {
-    await qmp.execute('device_add', { driver: 'virtio-net-pci', id: nic.id, netdev, mac: nic.mac.toLowerCase(), bus: port, 'disable-legacy': 'on' });
+    // romfile '': the firmware has long run; an option ROM would only take memory.
+    await qmp.execute('device_add', { driver: 'virtio-net-pci', id: nic.id, netdev, mac: nic.mac.toLowerCase(), bus: port, 'disable-legacy': 'on', romfile: '' });
   } catch (err) {
     await qmp.execute('netdev_del', { id: netdev }).catch(() => {});
     throw err;

@@ -24,8 +24,6 @@ export const BASE_KERNEL_ARGS = [
   'i8042.nokbd',
   'tsc=reliable',
   'no_timer_check',
-  // Only Unix98 ptys (devpts) are used; 256 legacy pty pairs take ~100 ms of boot under TCG.
-  'pty.legacy_count=0',
 ];
 
 export function qemuArgs(spec: ValidVmSpec, paths: VmPaths): string[] {
@@ -87,7 +85,8 @@ export function qemuArgs(spec: ValidVmSpec, paths: VmPaths): string[] {
   spec.nics.forEach((nic, i) => {
     // vhost=off: vhost-net needs /dev/vhost-net, which a node may not have; TCG gains nothing from it.
     a.push('-netdev', `tap,id=net${i},ifname=${nic.tap},script=no,downscript=no,vhost=off`);
-    a.push('-device', `virtio-net-pci,netdev=net${i},mac=${nic.mac.toLowerCase()},disable-legacy=on`);
+    // romfile=: qboot loads no option ROMs; iPXE's would only take memory.
+    a.push('-device', `virtio-net-pci,netdev=net${i},mac=${nic.mac.toLowerCase()},disable-legacy=on,romfile=`);
   });
 
   for (let i = 0; i < spec.pcieRootPorts; i++) {
