@@ -20,7 +20,7 @@ const MIN_RUN_PAGES = 16;
 const PT_LOAD = 1;
 const PF_W = 2;
 const PHDR_SIZE = 56;
-/** QEMU refuses ELF files with absurd header counts; we stay far below. */
+/** A bound on the table we write: a kernel needs a handful of segments. */
 const MAX_PHDRS = 64;
 
 function fail(msg) {

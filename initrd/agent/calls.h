@@ -10,6 +10,8 @@ typedef Frakti__Agent__V1__Response Response;
 size_t pack_response (const Response *resp, uint8_t **out);
 size_t error_response (int errnum, const char *message, uint8_t **out);
 size_t agent_error_response (struct agent_error *err, uint8_t **out);
+/* A result whose message has no fields: msg is its ..._INIT value. */
+size_t empty_response (Frakti__Agent__V1__Response__ResultCase which, void *msg, uint8_t **out);
 
 /* container.c */
 size_t call_create_container (struct agent *agent, const Request *req, uint8_t **out);

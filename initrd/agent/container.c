@@ -400,16 +400,6 @@ check_spec (const Frakti__Agent__V1__ContainerSpec *spec, struct agent_error *er
   return 0;
 }
 
-static size_t
-empty_result (Frakti__Agent__V1__Response__ResultCase which, void *msg, uint8_t **out)
-{
-  Response resp = FRAKTI__AGENT__V1__RESPONSE__INIT;
-  resp.result_case = which;
-  /* Every empty result message is the same shape: point the union member at it. */
-  resp.setup_sandbox = msg;
-  return pack_response (&resp, out);
-}
-
 size_t
 call_create_container (struct agent *agent, const Request *req, uint8_t **out)
 {
@@ -500,7 +490,7 @@ call_create_container (struct agent *agent, const Request *req, uint8_t **out)
   }
   {
     Frakti__Agent__V1__CreateContainerResponse m = FRAKTI__AGENT__V1__CREATE_CONTAINER_RESPONSE__INIT;
-    return empty_result (FRAKTI__AGENT__V1__RESPONSE__RESULT_CREATE_CONTAINER, &m, out);
+    return empty_response (FRAKTI__AGENT__V1__RESPONSE__RESULT_CREATE_CONTAINER, &m, out);
   }
 
 fail_started:
@@ -772,7 +762,7 @@ call_signal (struct agent *agent, const Request *req, uint8_t **out)
       return error_response (errno, msg, out);
     }
   Frakti__Agent__V1__SignalResponse m = FRAKTI__AGENT__V1__SIGNAL_RESPONSE__INIT;
-  return empty_result (FRAKTI__AGENT__V1__RESPONSE__RESULT_SIGNAL, &m, out);
+  return empty_response (FRAKTI__AGENT__V1__RESPONSE__RESULT_SIGNAL, &m, out);
 }
 
 size_t
@@ -814,7 +804,7 @@ call_resize_tty (struct agent *agent, const Request *req, uint8_t **out)
   if (ioctl (p->pty, TIOCSWINSZ, &ws) < 0)
     return error_response (errno, "TIOCSWINSZ", out);
   Frakti__Agent__V1__ResizeTtyResponse m = FRAKTI__AGENT__V1__RESIZE_TTY_RESPONSE__INIT;
-  return empty_result (FRAKTI__AGENT__V1__RESPONSE__RESULT_RESIZE_TTY, &m, out);
+  return empty_response (FRAKTI__AGENT__V1__RESPONSE__RESULT_RESIZE_TTY, &m, out);
 }
 
 size_t
@@ -923,7 +913,7 @@ call_remove_container (struct agent *agent, const Request *req, uint8_t **out)
   frakti__agent__v1__container_spec__free_unpacked (c->spec, NULL);
   free (c);
   Frakti__Agent__V1__RemoveContainerResponse m = FRAKTI__AGENT__V1__REMOVE_CONTAINER_RESPONSE__INIT;
-  return empty_result (FRAKTI__AGENT__V1__RESPONSE__RESULT_REMOVE_CONTAINER, &m, out);
+  return empty_response (FRAKTI__AGENT__V1__RESPONSE__RESULT_REMOVE_CONTAINER, &m, out);
 }
 
 size_t
@@ -941,7 +931,7 @@ call_update_resources (struct agent *agent, const Request *req, uint8_t **out)
       return agent_error_response (&err, out);
     }
   Frakti__Agent__V1__UpdateResourcesResponse m = FRAKTI__AGENT__V1__UPDATE_RESOURCES_RESPONSE__INIT;
-  return empty_result (FRAKTI__AGENT__V1__RESPONSE__RESULT_UPDATE_RESOURCES, &m, out);
+  return empty_response (FRAKTI__AGENT__V1__RESPONSE__RESULT_UPDATE_RESOURCES, &m, out);
 }
 
 size_t

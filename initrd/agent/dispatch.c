@@ -30,6 +30,16 @@ agent_error_response (struct agent_error *err, uint8_t **out)
 }
 
 size_t
+empty_response (Frakti__Agent__V1__Response__ResultCase which, void *msg, uint8_t **out)
+{
+  Response resp = FRAKTI__AGENT__V1__RESPONSE__INIT;
+  resp.result_case = which;
+  /* Every empty result message is the same shape: point the union member at it. */
+  resp.setup_sandbox = msg;
+  return pack_response (&resp, out);
+}
+
+size_t
 error_response (int errnum, const char *message, uint8_t **out)
 {
   Response resp = FRAKTI__AGENT__V1__RESPONSE__INIT;

@@ -30,15 +30,6 @@ struct port_forward
   struct istream i;
 };
 
-static size_t
-empty (Frakti__Agent__V1__Response__ResultCase which, void *msg, uint8_t **out)
-{
-  Response resp = FRAKTI__AGENT__V1__RESPONSE__INIT;
-  resp.result_case = which;
-  resp.setup_sandbox = msg;
-  return pack_response (&resp, out);
-}
-
 static int
 mkdir_p (const char *path, struct agent_error *err)
 {
@@ -152,7 +143,7 @@ call_setup_sandbox (struct agent *agent UNUSED, const Request *req, uint8_t **ou
         }
     }
   Frakti__Agent__V1__SetupSandboxResponse m = FRAKTI__AGENT__V1__SETUP_SANDBOX_RESPONSE__INIT;
-  return empty (FRAKTI__AGENT__V1__RESPONSE__RESULT_SETUP_SANDBOX, &m, out);
+  return empty_response (FRAKTI__AGENT__V1__RESPONSE__RESULT_SETUP_SANDBOX, &m, out);
 }
 
 /* Counts CPUs in a list such as "0-3,5". */

@@ -5,6 +5,7 @@
 import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { PodError } from './errors.js';
+import type { ProcessSpec } from '../agent-protocol/index.js';
 import type { ContainerSpec } from './types.js';
 
 export interface ImageDefaults {
@@ -16,14 +17,8 @@ export interface ImageDefaults {
   user: string;
 }
 
-export interface ResolvedProcess {
-  args: string[];
-  env: string[];
-  cwd: string;
-  uid: number;
-  gid: number;
-  additionalGids: number[];
-}
+/** The agent's process spec without what the CRI request itself decides. */
+export type ResolvedProcess = Omit<ProcessSpec, 'terminal' | 'stdin'>;
 
 export const MAX_ARGS = 4096;
 export const MAX_ENV = 4096;
