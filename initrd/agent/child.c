@@ -495,7 +495,8 @@ child_run (struct child_ctx *ctx)
   move_fd (out, 1);
   move_fd (err, 2);
   syscall (SYS_close_range, ctx->exec ? 3 + 1 : START_FD + 1, ~0U, 0);
-  if (ctx->terminal && ioctl (0, TIOCSCTTY, 0) < 0)
+  /* An init's terminal comes with the start (below): its pty lives in the devpts the setup mounts. */
+  if (ctx->terminal && ctx->exec && ioctl (0, TIOCSCTTY, 0) < 0)
     die (errno, "set the controlling terminal in container %s", id);
 
   if (ctx->exec)
@@ -519,14 +520,35 @@ child_run (struct child_ctx *ctx)
   }
   /* Created: wait for StartContainer. EOF means the container was removed first. */
   {
-    char go;
-    ssize_t n;
-    do
-      n = read (START_FD, &go, 1);
-    while (n < 0 && errno == EINTR);
-    if (n != 1)
-      _exit (0);
+    unsigned char go[5];
+    size_t want = ctx->terminal ? 5 : 1, got = 0;
+    while (got < want)
+      {
+        ssize_t n = read (START_FD, go + got, want - got);
+        if (n < 0 && errno == EINTR)
+          continue;
+        if (n <= 0)
+          _exit (0);
+        got += (size_t) n;
+      }
     close (START_FD);
+    if (ctx->terminal)
+      {
+        unsigned number;
+        char path[32];
+        memcpy (&number, go + 1, 4);
+        snprintf (path, sizeof (path), "/dev/pts/%u", number);
+        int tty = open (path, O_RDWR | O_NOCTTY);
+        if (tty < 0)
+          die (errno, "open the terminal `%s` of container %s", path, id);
+        for (int i = 0; i < 3; i++)
+          if (dup2 (tty, i) < 0)
+            die (errno, "dup2 the terminal of container %s", id);
+        if (tty > 2)
+          close (tty);
+        if (ioctl (0, TIOCSCTTY, 0) < 0)
+          die (errno, "set the controlling terminal in container %s", id);
+      }
   }
   exec_process (id, ctx->spec, ctx->spec->process);
 }

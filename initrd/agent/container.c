@@ -25,6 +25,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#ifndef TIOCGPTPEER
+#define TIOCGPTPEER _IO ('T', 0x41) /* Linux 4.13 */
+#endif
+
 #include "calls.h"
 #include "cgroup.h"
 #include "child.h"
@@ -62,6 +66,11 @@ struct container
   bool started;
   int start_fd;  /* write end of the start pipe until started */
   int report_fd; /* read end of the init's report pipe until started */
+  /* A terminal init: its pty's terminal end, held open until the init has
+   * opened it by number (the agent made the pty in the container's devpts,
+   * which exists only once the container's setup has mounted it). */
+  int pty_slave;
+  unsigned pty_number;
   int oom_wd;
   uint64_t oom_kills;
   struct agent *agent;
@@ -188,9 +197,12 @@ proc_free (struct proc *p)
   p->pty = -1;
 }
 
-/* Pipes or a pty for a process: agent ends go into p's streams, child ends into child[3]. */
+/* Pipes or a pty for a process: agent ends go into p's streams, child ends
+ * into child[3]. The pty comes from `ptmx`: for an exec, the container's own
+ * devpts, so that inside the container the terminal has a name (ttyname,
+ * `tty`) under its /dev/pts. */
 static int
-proc_io (struct agent *agent, struct proc *p, bool terminal, bool want_stdin, int child[3], struct agent_error *err)
+proc_io (struct agent *agent, struct proc *p, bool terminal, bool want_stdin, const char *ptmx, int child[3], struct agent_error *err)
 {
   int out[2] = { -1, -1 }, errp[2] = { -1, -1 }, in[2] = { -1, -1 };
 
@@ -198,21 +210,19 @@ proc_io (struct agent *agent, struct proc *p, bool terminal, bool want_stdin, in
   p->terminal = terminal;
   if (terminal)
     {
-      int master = posix_openpt (O_RDWR | O_NOCTTY | O_CLOEXEC | O_NONBLOCK), slave;
-      char name[64];
+      int master = open (ptmx, O_RDWR | O_NOCTTY | O_CLOEXEC | O_NONBLOCK), slave;
       if (master < 0)
-        return agent_error_set (err, errno, "open a pty");
-      if (grantpt (master) < 0 || unlockpt (master) < 0 || ptsname_r (master, name, sizeof (name)) != 0)
+        return agent_error_set (err, errno, "open a pty at `%s`", ptmx);
+      /* The peer by fd, not by path: the agent does not see the container's /dev/pts. */
+      if (unlockpt (master) < 0 || (slave = ioctl (master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC)) < 0)
         {
+          int e = errno;
           close (master);
-          return agent_error_set (err, errno, "unlock the pty");
+          return agent_error_set (err, e, "open the terminal of the pty at `%s`", ptmx);
         }
-      slave = open (name, O_RDWR | O_NOCTTY | O_CLOEXEC);
-      if (slave < 0)
-        {
-          close (master);
-          return agent_error_set (err, errno, "open `%s`", name);
-        }
+      /* A terminal is never 0x0 (programs read that as "no size" and fail): 80x24 until resized. */
+      struct winsize ws = { .ws_row = 24, .ws_col = 80 };
+      ioctl (master, TIOCSWINSZ, &ws);
       p->pty = fcntl (master, F_DUPFD_CLOEXEC, 0);
       ostream_init (&p->out, agent, master, proc_check_done, p);
       ostream_init (&p->err, agent, -1, proc_check_done, p);
@@ -432,9 +442,24 @@ call_create_container (struct agent *agent, const Request *req, uint8_t **out)
   c->spec = copy_spec (spec);
   c->init.c = c;
   c->init.pty = -1;
-  c->start_fd = c->report_fd = -1;
+  c->start_fd = c->report_fd = c->pty_slave = -1;
   c->oom_wd = -1;
-  if (proc_io (agent, &c->init, spec->process->terminal, spec->process->with_stdin, child, &err) < 0)
+  if (spec->process->terminal)
+    {
+      /* Until StartContainer hands it its terminal, the init's stdio is /dev/null
+       * and its streams are empty (proc_io fills them once the pty exists). */
+      ostream_init (&c->init.out, agent, -1, proc_check_done, &c->init);
+      ostream_init (&c->init.err, agent, -1, proc_check_done, &c->init);
+      istream_init (&c->init.in, agent, -1);
+      for (int i = 0; i < 3; i++)
+        if ((child[i] = open ("/dev/null", O_RDWR | O_CLOEXEC)) < 0)
+          {
+            agent_error_set (&err, errno, "open /dev/null");
+            goto fail;
+          }
+      c->init.terminal = true;
+    }
+  else if (proc_io (agent, &c->init, false, spec->process->with_stdin, NULL, child, &err) < 0)
     goto fail;
   if (pipe2 (start, O_CLOEXEC) < 0 || pipe2 (report, O_CLOEXEC) < 0)
     {
@@ -481,6 +506,20 @@ call_create_container (struct agent *agent, const Request *req, uint8_t **out)
       agent_error_set (&err, ETIMEDOUT, "container %s: setup did not finish within %d ms", c->id, CHILD_REPORT_TIMEOUT_MS);
       goto fail_started;
     }
+  if (spec->process->terminal)
+    {
+      char ptmx[64];
+      int tty[3] = { -1, -1, -1 };
+      snprintf (ptmx, sizeof (ptmx), "/proc/%d/root/dev/pts/ptmx", (int) pid);
+      if (proc_io (agent, &c->init, true, spec->process->with_stdin, ptmx, tty, &err) < 0)
+        goto fail_started;
+      c->pty_slave = tty[0];
+      if (ioctl (c->init.pty, TIOCGPTN, &c->pty_number) < 0)
+        {
+          agent_error_set (&err, errno, "number of the pty of container %s", c->id);
+          goto fail_started;
+        }
+    }
   {
     char path[512];
     snprintf (path, sizeof (path), CGROUP_PARENT "/%s/memory.events", c->id);
@@ -511,6 +550,8 @@ fail:
     close (c->start_fd);
   if (c->report_fd >= 0 && c->report_fd != report[0])
     close (c->report_fd);
+  if (c->pty_slave >= 0)
+    close (c->pty_slave);
   proc_free (&c->init);
   {
     struct agent_error ignored = { 0 };
@@ -577,7 +618,10 @@ call_start_container (struct agent *agent, const Request *req, uint8_t **out)
   if (c->started || c->start_fd < 0)
     return error_response (EALREADY, "container already started", out);
   c->started = true;
-  if (write (c->start_fd, "g", 1) != 1)
+  /* The go: 'g', then for a terminal init the number of its pty under /dev/pts. */
+  unsigned char go[5] = { 'g', 0, 0, 0, 0 };
+  memcpy (go + 1, &c->pty_number, 4);
+  if (write (c->start_fd, go, c->pty_slave >= 0 ? 5 : 1) != (c->pty_slave >= 0 ? 5 : 1))
     {
       snprintf (msg, sizeof (msg), "start container %s: %s", c->id, strerror (errno));
       return error_response (errno, msg, out);
@@ -587,6 +631,9 @@ call_start_container (struct agent *agent, const Request *req, uint8_t **out)
   got = read_report (c->report_fd, &r);
   close (c->report_fd);
   c->report_fd = -1;
+  if (c->pty_slave >= 0)
+    close (c->pty_slave);
+  c->pty_slave = -1;
   if (got == 1)
     return error_response (r.errnum ? r.errnum : EIO, r.message, out);
   if (got < 0)
@@ -663,7 +710,9 @@ call_exec (struct agent *agent, const Request *req, uint8_t **out)
   p->c = c;
   p->pty = -1;
   snprintf (p->exec_id, sizeof (p->exec_id), "%s", x->exec_id);
-  if (proc_io (agent, p, x->process->terminal, x->process->with_stdin, child, &err) < 0)
+  char ptmx[64];
+  snprintf (ptmx, sizeof (ptmx), "/proc/%d/root/dev/pts/ptmx", (int) c->init.pid);
+  if (proc_io (agent, p, x->process->terminal, x->process->with_stdin, ptmx, child, &err) < 0)
     goto fail;
   if (pipe2 (report, O_CLOEXEC) < 0)
     {
@@ -890,7 +939,9 @@ call_remove_container (struct agent *agent, const Request *req, uint8_t **out)
     close (c->start_fd);
   if (c->report_fd >= 0)
     close (c->report_fd);
-  c->start_fd = c->report_fd = -1;
+  if (c->pty_slave >= 0)
+    close (c->pty_slave);
+  c->start_fd = c->report_fd = c->pty_slave = -1;
   if (c->oom_wd >= 0)
     inotify_rm_watch (agent->inotify.fd, c->oom_wd);
   proc_finish (&c->init);

@@ -13,6 +13,9 @@
 //   shutdown_timeout_ms = 10000        # --shutdown-timeout-ms
 //   [debug]
 //   level = "info"                     # --log-level
+//   [stream]
+//   address = "127.0.0.1:0"            # --stream-address (exec/attach/port-forward URLs; port 0: any free)
+//   idle_timeout_ms = 14400000         # --stream-idle-timeout-ms
 //   [pod]
 //   default_cpus = 1                   # --default-cpus
 //   default_memory_mb = 256            # --default-memory-mb
@@ -22,6 +25,7 @@
 //   [image.registry.mirrors."docker.io"]
 //   endpoint = ["https://mirror.example.com"]
 import { readFile } from 'node:fs/promises';
+import { DEFAULT_STREAM_ADDRESS, DEFAULT_STREAM_IDLE_TIMEOUT_MS, StreamAddressError, parseStreamAddress } from './streaming-server.js';
 import { isAbsolute } from 'node:path';
 import { parse as parseToml, TomlError } from 'smol-toml';
 import { FraktiError, errorMessage } from '../lib/errors.js';
@@ -46,6 +50,10 @@ export interface DaemonConfig {
   maxMessageBytes: number;
   /** Bound on finishing in-flight calls at shutdown. Default 10000. */
   shutdownTimeoutMs: number;
+  /** IP:PORT of the streaming server (Exec, Attach, PortForward URLs). Default 127.0.0.1:0. */
+  streamAddress: string;
+  /** A streaming connection without traffic this long is closed. Default 4 h. */
+  streamIdleTimeoutMs: number;
   /** vCPUs of a pod VM when the pod gives no resources. Default 1. */
   defaultCpus: number;
   /** Memory of a pod VM when the pod gives no resources. Default 256. */
@@ -73,6 +81,8 @@ export function defaultConfig(paths: DefaultPaths): DaemonConfig {
     logLevel: 'info',
     maxMessageBytes: 16 * 1024 * 1024,
     shutdownTimeoutMs: 10_000,
+    streamAddress: DEFAULT_STREAM_ADDRESS,
+    streamIdleTimeoutMs: DEFAULT_STREAM_IDLE_TIMEOUT_MS,
     defaultCpus: 1,
     defaultMemoryMb: 256,
     image: { maxConcurrentDownloads: 3, insecureRegistries: [], mirrors: {} },
@@ -111,6 +121,13 @@ const SCHEMA: Spec = {
       },
     },
     debug: { kind: 'table', fields: { level: { kind: 'enum', values: LOG_LEVELS } } },
+    stream: {
+      kind: 'table',
+      fields: {
+        address: { kind: 'string' },
+        idle_timeout_ms: { kind: 'int', min: 1000, max: 7 * 24 * 3600 * 1000 },
+      },
+    },
     pod: {
       kind: 'table',
       fields: {
@@ -204,6 +221,8 @@ function applyFile(base: DaemonConfig, doc: any): DaemonConfig {
   if (g.max_message_bytes !== undefined) c.maxMessageBytes = Number(g.max_message_bytes);
   if (g.shutdown_timeout_ms !== undefined) c.shutdownTimeoutMs = Number(g.shutdown_timeout_ms);
   if (doc.debug?.level !== undefined) c.logLevel = doc.debug.level;
+  if (doc.stream?.address !== undefined) c.streamAddress = doc.stream.address;
+  if (doc.stream?.idle_timeout_ms !== undefined) c.streamIdleTimeoutMs = Number(doc.stream.idle_timeout_ms);
   const p = doc.pod ?? {};
   if (p.default_cpus !== undefined) c.defaultCpus = Number(p.default_cpus);
   if (p.default_memory_mb !== undefined) c.defaultMemoryMb = Number(p.default_memory_mb);
@@ -247,6 +266,12 @@ export async function loadConfigFile(path: string, base: DaemonConfig): Promise<
 export function validateConfig(c: DaemonConfig): void {
   for (const [name, v] of [['root', c.root], ['state', c.state], ['listen', c.listen]] as const) {
     if (!isAbsolute(v)) throw new ConfigError(`${name} must be an absolute path, got '${v}'`, { key: name });
+  }
+  try {
+    parseStreamAddress(c.streamAddress);
+  } catch (err) {
+    if (err instanceof StreamAddressError) throw new ConfigError(err.message, { key: 'stream.address' });
+    throw err;
   }
   // A unix socket path longer than sun_path (108 bytes) cannot be bound.
   if (Buffer.byteLength(c.listen) > 107) throw new ConfigError(`listen socket path is longer than 107 bytes: ${c.listen}`, { key: 'listen' });

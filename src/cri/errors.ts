@@ -13,6 +13,7 @@ export type CriErrorCode =
   | 'UNIMPLEMENTED'
   | 'UNAVAILABLE'
   | 'CANCELLED'
+  | 'RESOURCE_EXHAUSTED'
   | 'INTERNAL';
 
 export class CriError extends FraktiError {

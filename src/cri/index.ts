@@ -9,3 +9,4 @@ export { CRI_PROTO_PATH, PROTO_LOADER_OPTIONS, loadCriServices } from './proto.j
 export { ConfigError, LOG_LEVELS, defaultConfig, loadConfigFile, parseConfigText, validateConfig, type DaemonConfig } from './daemon-config.js';
 export type { PodDeps } from './pod-manager-holder.js';
 export type { VmSizing } from './pod-mapping.js';
+export { StreamingServer, StreamAddressError, parseStreamAddress, DEFAULT_STREAM_ADDRESS, DEFAULT_STREAM_IDLE_TIMEOUT_MS, type StreamingBackend } from './streaming-server.js';

@@ -1,7 +1,7 @@
 // The RuntimeService handler table: runtime info here, pods and containers
-// through the pod room when the daemon hands one in. An RPC without a
-// handler (the streaming Exec/Attach/PortForward URLs, for now) answers
-// UNIMPLEMENTED naming itself.
+// through the pod room when the daemon hands one in, the streaming URLs
+// when it hands in a streaming server too. An RPC without a handler
+// answers UNIMPLEMENTED naming itself.
 import { makeRuntimeStatus, type RuntimeStatusDeps } from './runtime-status.js';
 import { runtimeConfig } from './runtime-config.js';
 import { runtimeVersion } from './runtime-version.js';
@@ -22,9 +22,10 @@ import { makeListContainers } from './container-list.js';
 import { makeExecSync } from './container-exec-sync.js';
 import { makeUpdateContainerResources } from './container-update-resources.js';
 import { makeReopenContainerLog } from './container-reopen-log.js';
+import { makeAttach, makeExec, makePortForward, type StreamingDeps } from './container-streaming.js';
 import { makeContainerStats, makeListContainerStats, makeListPodSandboxStats, makePodSandboxStats } from './container-stats.js';
 
-export type RuntimeServiceDeps = RuntimeStatusDeps & { pods?: PodDeps };
+export type RuntimeServiceDeps = RuntimeStatusDeps & { pods?: PodDeps; streaming?: StreamingDeps['streaming'] };
 
 function podHandlers(d: PodDeps) {
   return {
@@ -49,6 +50,10 @@ function podHandlers(d: PodDeps) {
   };
 }
 
+function streamingHandlers(d: StreamingDeps) {
+  return { Exec: makeExec(d), Attach: makeAttach(d), PortForward: makePortForward(d) };
+}
+
 export function runtimeHandlers(deps: RuntimeServiceDeps = {}): HandlerTable {
   const config = new RuntimeConfigState();
   const verboseInfo = () => ({ ...deps.verboseInfo?.(), pod_cidr: config.podCidr });
@@ -59,6 +64,7 @@ export function runtimeHandlers(deps: RuntimeServiceDeps = {}): HandlerTable {
       RuntimeConfig: runtimeConfig,
       UpdateRuntimeConfig: config.handler,
       ...(deps.pods ? podHandlers(deps.pods) : {}),
+      ...(deps.pods && deps.streaming ? streamingHandlers({ ...deps.pods, streaming: deps.streaming }) : {}),
     },
   };
 }

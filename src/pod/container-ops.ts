@@ -168,7 +168,7 @@ export function follow(ctx: PodContext, id: string, io: ProcessIo, logFile: CriL
         acked = stored;
       };
       stream.on('data', (chunk: Buffer) => {
-        ctx.outputTaps.get(id)?.(name, chunk);
+        for (const tap of ctx.outputTaps.get(id) ?? []) tap(name, chunk);
         // Backpressure: the agent's stream pauses while the log write is pending.
         stream.pause();
         logFile.write(name, chunk).then(

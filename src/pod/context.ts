@@ -54,6 +54,8 @@ export interface LiveContainer {
   exited?: Promise<void>;
 }
 
+export type OutputTap = (stream: 'stdout' | 'stderr', chunk: Buffer) => void;
+
 export const VM_DIR_ID_CHARS = 16;
 
 /** Inside the guest, the pod's shared directory is mounted here. */
@@ -67,8 +69,8 @@ export class PodContext {
   readonly containerNames = new NameRegistry('container');
   readonly livePods = new Map<string, LivePod>();
   readonly liveContainers = new Map<string, LiveContainer>();
-  /** Extra consumers of a container's output besides its log (`frakti run` prints it). */
-  readonly outputTaps = new Map<string, (stream: 'stdout' | 'stderr', chunk: Buffer) => void>();
+  /** Extra consumers of a container's output besides its log (`frakti run` prints it, attach sessions stream it). */
+  readonly outputTaps = new Map<string, Set<OutputTap>>();
   /** Pods and containers with an operation under way: overlapping calls are refused. */
   readonly busy = new Set<string>();
 

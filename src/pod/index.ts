@@ -5,3 +5,5 @@ export * from './pod-manager.js';
 export type { PodManagerOptions, PodManagerDeps, PodImages } from './context.js';
 export type * from './agent-port.js';
 export { EXEC_SYNC_MAX_OUTPUT_BYTES } from './exec-ops.js';
+export type { ExecSession, AttachSession } from './stream-ops.js';
+export { ATTACH_MAX_BUFFERED_BYTES } from './stream-ops.js';

@@ -3,11 +3,13 @@
 import { errorMessage } from '../lib/errors.js';
 import { logger } from '../lib/log.js';
 import { CriLogWriter } from './cri-log-writer.js';
-import { PodContext, podName, type PodManagerDeps, type PodManagerOptions } from './context.js';
+import type { Duplex } from 'node:stream';
+import { PodContext, podName, type OutputTap, type PodManagerDeps, type PodManagerOptions } from './context.js';
 import { containerName, createContainer, follow, removeContainer, startContainer, stopContainerProcess } from './container-ops.js';
 import { execProcess, execSync, type ExecOptions, type ExecSyncResult } from './exec-ops.js';
 import { markContainersGone, removePodSandbox, runPodSandbox, stopPodSandbox, watchVm } from './sandbox-ops.js';
 import { PodError } from './errors.js';
+import { addOutputTap, attachContainer, portForward, startExec, type AttachSession, type ExecSession } from './stream-ops.js';
 import type { ContainerResources, ContainerSpec, PodSpec } from './types.js';
 import type { ContainerStats, PodAgent } from './agent-port.js';
 
@@ -148,6 +150,20 @@ export class PodManager {
     return execProcess(this.ctx, this.resolveContainerId(id), cmd, opts);
   }
 
+  /** An interactive exec for the streaming server. */
+  startExec(id: string, cmd: string[], opts: { tty: boolean; stdin: boolean }): Promise<ExecSession> {
+    if (cmd.length === 0) throw new PodError('INVALID_ARGUMENT', 'exec needs a command');
+    return startExec(this.ctx, this.resolveContainerId(id), cmd, opts);
+  }
+
+  attach(id: string, opts: { stdin: boolean }): AttachSession {
+    return attachContainer(this.ctx, this.resolveContainerId(id), opts);
+  }
+
+  portForward(podId: string, port: number): Promise<Duplex> {
+    return portForward(this.ctx, this.resolvePodId(podId), port);
+  }
+
   agentOfContainer(id: string): PodAgent {
     const c = this.container(id);
     const live = this.ctx.livePods.get(c.meta.podId);
@@ -174,9 +190,9 @@ export class PodManager {
     return this.agentOfContainer(full).containerStats(full);
   }
 
-  /** Calls fn with the container's output as it arrives (before it is started). */
-  tapOutput(id: string, fn: (stream: 'stdout' | 'stderr', chunk: Buffer) => void): void {
-    this.ctx.outputTaps.set(this.resolveContainerId(id), fn);
+  /** Calls fn with the container's output as it arrives (tap before start to see all of it); returns the untap. */
+  tapOutput(id: string, fn: OutputTap): () => void {
+    return addOutputTap(this.ctx, this.resolveContainerId(id), fn);
   }
 
   /** Resolves when the container has exited and its exit is recorded. */

@@ -15,6 +15,7 @@ import {
   runtimeHandlers,
   imageHandlers,
   imageStoreHolder,
+  StreamingServer,
   validateConfig,
   type DaemonConfig,
 } from '../../cri/index.js';
@@ -55,6 +56,9 @@ options:
   --default-memory-mb N      memory of a pod VM without resources (default 256)
   --insecure-registry HOST   talk plain HTTP to HOST[:PORT] (repeatable)
   --shutdown-timeout-ms N    bound on finishing calls at shutdown (default 10000)
+  --stream-address IP:PORT   streaming server for exec, attach and port-forward
+                             (default 127.0.0.1:0: loopback, any free port)
+  --stream-idle-timeout-ms N close a streaming connection idle this long (default 14400000)
   --accel auto|kvm|tcg       accelerator; auto probes KVM by booting a guest (default auto)
   --cni-conf-dir DIR         CNI network configs (default /etc/cni/net.d; none there:
                              frakti's own bridge network)
@@ -97,6 +101,8 @@ export async function resolveConfig(argv: string[]): Promise<{ cfg: DaemonConfig
         'default-memory-mb': { type: 'string' },
         'insecure-registry': { type: 'string', multiple: true },
         'shutdown-timeout-ms': { type: 'string' },
+        'stream-address': { type: 'string' },
+        'stream-idle-timeout-ms': { type: 'string' },
         accel: { type: 'string', default: 'auto' },
         'cni-conf-dir': { type: 'string', default: '/etc/cni/net.d' },
         'cni-bin-dir': { type: 'string', default: '/opt/cni/bin:/usr/lib/cni' },
@@ -121,6 +127,8 @@ export async function resolveConfig(argv: string[]): Promise<{ cfg: DaemonConfig
   cfg.defaultCpus = intFlag('default-cpus', values['default-cpus'], 1, 256) ?? cfg.defaultCpus;
   cfg.defaultMemoryMb = intFlag('default-memory-mb', values['default-memory-mb'], 64, 1024 * 1024) ?? cfg.defaultMemoryMb;
   cfg.shutdownTimeoutMs = intFlag('shutdown-timeout-ms', values['shutdown-timeout-ms'], 0, 600_000) ?? cfg.shutdownTimeoutMs;
+  if (values['stream-address'] !== undefined) cfg.streamAddress = values['stream-address'];
+  cfg.streamIdleTimeoutMs = intFlag('stream-idle-timeout-ms', values['stream-idle-timeout-ms'], 1000, 7 * 24 * 3600 * 1000) ?? cfg.streamIdleTimeoutMs;
   if (values['insecure-registry']) cfg.image.insecureRegistries.push(...values['insecure-registry']);
   try {
     validateConfig(cfg);
@@ -181,6 +189,7 @@ export async function run(argv: string[]): Promise<number> {
   // second daemon on the same socket stops here without disturbing the first.
   const images = imageStoreHolder(cfg);
   let pods: PodManager | undefined;
+  let streaming: StreamingServer | undefined;
   const networkSource = { confDir: podFlags.cniConfDir, binDirs: podFlags.cniBinDirs, rootDir: cfg.root, fallbackToDefault: podFlags.defaultNetwork };
   const server = await CriServer.listen({
     socketPath: cfg.listen,
@@ -198,6 +207,10 @@ export async function run(argv: string[]): Promise<number> {
           return pods;
         },
         sizing: { defaultCpus: cfg.defaultCpus, defaultMemoryMiB: cfg.defaultMemoryMb, guestOverheadMiB: GUEST_OVERHEAD_MIB, maxCpus: MAX_POD_CPUS },
+      },
+      streaming: () => {
+        if (!streaming) throw new Error('the streaming server is not started');
+        return streaming;
       },
     }),
     image: imageHandlers(images.get),
@@ -225,12 +238,15 @@ export async function run(argv: string[]): Promise<number> {
       },
     );
     await pods.start();
+    const manager = pods;
+    streaming = await StreamingServer.listen({ address: cfg.streamAddress, idleTimeoutMs: cfg.streamIdleTimeoutMs, backend: () => manager });
     server.gate.setReady();
-    log.info('frakti daemon ready', { version: FRAKTI_VERSION, socket: cfg.listen, root: cfg.root, state: cfg.state });
+    log.info('frakti daemon ready', { version: FRAKTI_VERSION, socket: cfg.listen, root: cfg.root, state: cfg.state, streaming: streaming.baseUrl });
     const sig = await signalled;
     log.info('stopping', { signal: sig });
   } finally {
     await server.stop();
+    await streaming?.stop();
     // Pod VMs keep running: a restarted daemon re-attaches to them.
     await pods?.close();
     await closeWithin(images.close(), cfg.shutdownTimeoutMs);

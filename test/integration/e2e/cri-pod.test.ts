@@ -12,6 +12,7 @@ import { startRegistry, buildBusyboxImage, pushImage, type Registry } from '../.
 import { startDaemon, grpcError, waitFor, type RunningDaemon } from '../../helpers/cri-client.js';
 import { killLeftovers, mountsUnder, processesMentioning, vmProcessesUnder } from '../../helpers/vmm-leaks.js';
 import { STREAM_WINDOW_BYTES } from '../../../src/agent-protocol/framing.js';
+import { readAll, spdyConnect, upgradeRequest } from '../../helpers/spdy-client.js';
 
 let dir: string;
 let reg: Registry;
@@ -170,6 +171,121 @@ test('a pod with two containers, as kubelet drives it, and nothing left after', 
   assert.deepEqual(await readdir(join(d.state, 'vm')).catch(() => []), []);
 });
 
+/** Reads `s` until `want` shows up (or the stream ends); returns what came. */
+function readUntil(s: NodeJS.ReadableStream, want: RegExp, timeoutMs = 20_000): Promise<string> {
+  return new Promise((resolve, reject) => {
+    let text = '';
+    const timer = setTimeout(() => reject(new Error(`no ${want} within ${timeoutMs} ms; got ${JSON.stringify(text)}`)), timeoutMs);
+    const done = () => {
+      clearTimeout(timer);
+      s.off('data', onData);
+      resolve(text);
+    };
+    const onData = (b: Buffer) => {
+      text += b.toString();
+      if (want.test(text)) done();
+    };
+    s.on('data', onData);
+    s.once('end', done);
+  });
+}
+
+/** A daemon of its own with the image pulled and one pod running. */
+async function runningPod(t: { after(fn: () => unknown): void }, daemonName: string, podName: string) {
+  const d = await daemon(t, daemonName);
+  const rt = d.client.runtime;
+  await d.client.image.PullImage!({ image: { image } });
+  const logDir = join(d.dir, 'logs');
+  const config = podConfig(podName, logDir);
+  const { pod_sandbox_id: pod } = await rt.RunPodSandbox!({ config });
+  return { d, rt, logDir, config, pod };
+}
+
+test('exec, attach and port-forward through the streaming URLs, as kubectl does them', async (t) => {
+  const { rt, logDir, config, pod } = await runningPod(t, 'stream', 'streams');
+  const web = ['sh', '-c', 'mkdir -p /www && echo hello from the pod > /www/index.html && exec httpd -f -p 127.0.0.1:8080 -h /www'];
+  const { container_id: c1 } = await rt.CreateContainer!({ pod_sandbox_id: pod, config: containerConfig('web', web), sandbox_config: config });
+  const echoer = { ...containerConfig('echoer', ['sh', '-c', 'while read l; do echo "echo:$l"; done']), stdin: true };
+  const { container_id: c2 } = await rt.CreateContainer!({ pod_sandbox_id: pod, config: echoer, sandbox_config: config });
+  // A container with a terminal of its own (kubectl run -it): named under its /dev/pts like any tty.
+  const termConfig = { ...containerConfig('term', ['sh', '-c', 'tty; stty size; exec sleep 1000']), tty: true, stdin: true };
+  const { container_id: c3 } = await rt.CreateContainer!({ pod_sandbox_id: pod, config: termConfig, sandbox_config: config });
+  await rt.StartContainer!({ container_id: c1 });
+  await rt.StartContainer!({ container_id: c2 });
+  await rt.StartContainer!({ container_id: c3 });
+  await waitFor('the terminal container to name its tty', async () => (await logLines(join(logDir, 'term/0.log'))).some((l) => /^stdout 24 80/.test(l)), 20_000);
+  assert.ok((await logLines(join(logDir, 'term/0.log'))).some((l) => /^stdout \/dev\/pts\/\d+\r?$/.test(l)), 'tty names the terminal');
+
+  // kubectl exec -i: stdin in, both outputs, the exit code.
+  const ex = await rt.Exec!({ container_id: c1, cmd: ['sh', '-c', 'read line; echo "got $line"; echo oops >&2; exit 7'], stdin: true, stdout: true, stderr: true });
+  assert.match(ex.url, /^http:\/\/127\.0\.0\.1:\d+\/exec\/[A-Za-z0-9_-]+$/);
+  const { client, protocol } = await spdyConnect(ex.url, ['v4.channel.k8s.io', 'v3.channel.k8s.io', 'v2.channel.k8s.io', 'channel.k8s.io']);
+  assert.equal(protocol, 'v4.channel.k8s.io');
+  const [error, stdin, stdout, stderr] = await Promise.all(['error', 'stdin', 'stdout', 'stderr'].map((t) => client.open({ streamType: t })));
+  const outputs = Promise.all([readAll(stdout!), readAll(stderr!), readAll(error!)]);
+  stdin!.end('hello\n');
+  const [out, err, st] = await outputs;
+  client.close();
+  assert.equal(out, 'got hello\n');
+  assert.equal(err, 'oops\n');
+  const statusObj = JSON.parse(st);
+  assert.equal(statusObj.reason, 'NonZeroExitCode');
+  assert.equal(statusObj.details.causes[0].message, '7');
+  // The URL was for one use.
+  const again = await upgradeRequest(ex.url, [['Connection', 'Upgrade'], ['Upgrade', 'SPDY/3.1'], ['X-Stream-Protocol-Version', 'v4.channel.k8s.io']]);
+  assert.equal(again.status, 404);
+
+  // kubectl exec -it: a terminal, resized by the client.
+  const tty = await rt.Exec!({ container_id: c1, cmd: ['sh', '-c', 'read x; tty; stty size'], stdin: true, stdout: true, tty: true });
+  const term = (await spdyConnect(tty.url, ['v4.channel.k8s.io'])).client;
+  const [tErr, tIn, tOut, tResize] = await Promise.all(['error', 'stdin', 'stdout', 'resize'].map((t) => term.open({ streamType: t })));
+  const termOut = readAll(tOut!);
+  tResize!.write('{"Width":100,"Height":33}\n');
+  await new Promise((r) => setTimeout(r, 500));
+  tIn!.end('\n');
+  const shown = await termOut;
+  assert.match(shown, /\/dev\/pts\/\d+/);
+  assert.match(shown, /33 100/);
+  assert.equal(JSON.parse(await readAll(tErr!)).status, 'Success');
+  term.close();
+
+  // kubectl attach -i: the container's own stdin and output; it keeps running after the client leaves.
+  const at = await rt.Attach!({ container_id: c2, stdin: true, stdout: true, stderr: true });
+  const att = (await spdyConnect(at.url, ['v4.channel.k8s.io'])).client;
+  const [, aIn, aOut] = await Promise.all(['error', 'stdin', 'stdout', 'stderr'].map((t) => att.open({ streamType: t })));
+  aIn!.write('ping\n');
+  assert.match(await readUntil(aOut!, /echo:ping/), /echo:ping/);
+  att.close();
+  await waitFor('the attached line in the log', async () => (await logLines(join(logDir, 'echoer/0.log'))).includes('stdout echo:ping'), 15_000);
+  assert.equal((await rt.ContainerStatus!({ container_id: c2 })).status.state, 'CONTAINER_RUNNING');
+  assert.equal((await grpcError(rt.Attach!({ container_id: c1, stdin: true, stdout: true }))).code, status.FAILED_PRECONDITION, 'no stdin to attach to');
+
+  // kubectl port-forward: an HTTP request to a server listening on the pod's loopback.
+  const pf = await rt.PortForward!({ pod_sandbox_id: pod, port: [8080] });
+  const fwd = (await spdyConnect(pf.url, ['portforward.k8s.io'])).client;
+  await waitFor('the web server to listen', async () => Buffer.from((await rt.ExecSync!({ container_id: c1, cmd: ['sh', '-c', 'netstat -tln | grep -c :8080 || true'], timeout: '10' })).stdout).toString().trim() !== '0', 15_000);
+  const pfErr = await fwd.open({ streamType: 'error', port: '8080', requestID: '0' });
+  const pfData = await fwd.open({ streamType: 'data', port: '8080', requestID: '0' });
+  const page = readAll(pfData);
+  pfData.end('GET / HTTP/1.0\r\n\r\n');
+  assert.match(await page, /^HTTP\/1\.[01] 200[\s\S]*hello from the pod\n$/);
+  assert.equal(await readAll(pfErr), '');
+  const closedPort = await fwd.open({ streamType: 'error', port: '9', requestID: '1' });
+  await fwd.open({ streamType: 'data', port: '9', requestID: '1' });
+  assert.match(JSON.parse(await readAll(closedPort)).message, /error forwarding port 9 to pod/);
+  fwd.close();
+
+  // Refused before any URL is made.
+  assert.equal((await grpcError(rt.Exec!({ container_id: c1, cmd: ['true'], stdout: true, stderr: true, tty: true }))).code, status.INVALID_ARGUMENT);
+  assert.equal((await grpcError(rt.Exec!({ container_id: c1, cmd: ['true'] }))).code, status.INVALID_ARGUMENT);
+  assert.equal((await grpcError(rt.Exec!({ container_id: 'nope', cmd: ['true'], stdout: true }))).code, status.NOT_FOUND);
+  assert.equal((await grpcError(rt.PortForward!({ pod_sandbox_id: pod, port: [70000] }))).code, status.INVALID_ARGUMENT);
+  await rt.StopPodSandbox!({ pod_sandbox_id: pod });
+  assert.equal((await grpcError(rt.Exec!({ container_id: c1, cmd: ['true'], stdout: true }))).code, status.FAILED_PRECONDITION);
+  assert.equal((await grpcError(rt.PortForward!({ pod_sandbox_id: pod, port: [8080] }))).code, status.FAILED_PRECONDITION);
+  await rt.RemovePodSandbox!({ pod_sandbox_id: pod });
+});
+
 test('bad requests get clear gRPC errors and change nothing', async (t) => {
   const d = await daemon(t, 'bad');
   const rt = d.client.runtime;
@@ -218,12 +334,7 @@ function assertConsecutive(nums: number[], lineBytes: (n: number) => number, fir
 }
 
 test('kill -9 of the daemon: a restart finds pods and containers, logs go on; a VM that died shows as such', async (t) => {
-  const first = await daemon(t, 'restart');
-  const rt = first.client.runtime;
-  await first.client.image.PullImage!({ image: { image } });
-  const logDir = join(first.dir, 'logs');
-  const config = podConfig('survivor', logDir);
-  const { pod_sandbox_id: pod } = await rt.RunPodSandbox!({ config });
+  const { d: first, rt, logDir, config, pod } = await runningPod(t, 'restart', 'survivor');
   const { container_id: c } = await rt.CreateContainer!({ pod_sandbox_id: pod, config: containerConfig('ticker', ['sh', '-c', 'i=0; while true; do echo tick $i; i=$((i+1)); sleep 0.3; done']), sandbox_config: config });
   await rt.StartContainer!({ container_id: c });
   // Output in full flow when frakti is killed, and more of it (beyond what

@@ -19,6 +19,9 @@ max_message_bytes = 8388608
 shutdown_timeout_ms = 3000
 [debug]
 level = "debug"
+[stream]
+address = "[::1]:10010"
+idle_timeout_ms = 60000
 [pod]
 default_cpus = 2
 default_memory_mb = 512
@@ -37,6 +40,8 @@ endpoint = ["https://mirror.example.com"]
   assert.equal(c.maxMessageBytes, 8388608);
   assert.equal(c.shutdownTimeoutMs, 3000);
   assert.equal(c.logLevel, 'debug');
+  assert.equal(c.streamAddress, '[::1]:10010');
+  assert.equal(c.streamIdleTimeoutMs, 60000);
   assert.equal(c.defaultCpus, 2);
   assert.equal(c.defaultMemoryMb, 512);
   assert.deepEqual(c.image, { maxConcurrentDownloads: 5, insecureRegistries: ['reg.local:5000'], mirrors: { 'docker.io': ['https://mirror.example.com'] } });
@@ -61,6 +66,7 @@ test('wrong types and ranges are refused with the key named', () => {
   bad('grpc = 3', /grpc: expected a table/);
   bad('[image]\ninsecure_registries = [1]', /image.insecure_registries: expected an array of strings/);
   bad('root = ', /not valid TOML \(line 1/);
+  bad('[stream]\nidle_timeout_ms = 5', /stream.idle_timeout_ms: 5 is out of range/);
 });
 
 test('cross-field checks: absolute paths, socket path length', () => {
@@ -69,4 +75,7 @@ test('cross-field checks: absolute paths, socket path length', () => {
   assert.throws(() => validateConfig(c), /longer than 107 bytes/);
   c.listen = 'rel.sock';
   assert.throws(() => validateConfig(c), /listen must be an absolute path/);
+  const d = base();
+  d.streamAddress = 'localhost:10010';
+  assert.throws(() => validateConfig(d), (e: unknown) => e instanceof ConfigError && /stream address must be IP:PORT/.test(e.message));
 });

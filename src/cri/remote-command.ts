@@ -1,0 +1,190 @@
+// Kubernetes' remote command protocol (exec and attach) over SPDY, as
+// kubelet's streaming server speaks it. The client opens one stream per
+// channel, named by its `streamType` header: error, stdin, stdout, stderr
+// and, from v3 on with a terminal, resize (JSON {"Width","Height"} objects).
+// When the process ends the server writes the outcome on the error stream
+// (v4 and later: a JSON metav1.Status carrying the exit code; before: the
+// error text, nothing on success) and closes the connection.
+import { finished } from 'node:stream/promises';
+import type { Readable, Writable } from 'node:stream';
+import { errorMessage } from '../lib/errors.js';
+import { logger } from '../lib/log.js';
+import type { SpdyConnection, SpdyStream } from './spdy-connection.js';
+import type { StreamCollector } from './stream-collector.js';
+
+const log = logger('stream');
+
+/** Client preference decides; these are what we speak. */
+export const REMOTE_COMMAND_PROTOCOLS = ['v5.channel.k8s.io', 'v4.channel.k8s.io', 'v3.channel.k8s.io', 'v2.channel.k8s.io', 'channel.k8s.io'];
+const MAX_RESIZE_LINE_BYTES = 4096;
+
+export interface ChannelOptions {
+  stdin: boolean;
+  stdout: boolean;
+  stderr: boolean;
+  tty: boolean;
+}
+
+/** What runs behind the channels: an exec'd process or the container's own. */
+export interface CommandSession {
+  stdout: Readable;
+  stderr: Readable;
+  stdin?: Writable;
+  resize(cols: number, rows: number): Promise<void>;
+  /** The exit code; undefined for an attach, which has none to report. */
+  done: Promise<number | undefined>;
+  /** The client went away before the end. */
+  abandon(): void;
+}
+
+interface Channels {
+  error?: SpdyStream;
+  stdin?: SpdyStream;
+  stdout?: SpdyStream;
+  stderr?: SpdyStream;
+  resize?: SpdyStream;
+}
+
+const CHANNEL_TYPES = new Set(['error', 'stdin', 'stdout', 'stderr', 'resize']);
+
+function versionOf(protocol: string): number {
+  const m = /^v(\d+)\./.exec(protocol);
+  return m ? Number(m[1]) : 1;
+}
+
+/** The status JSON of v4+: what client-go turns into an exit code or an error. */
+export function statusJson(outcome: { exitCode: number } | { error: string } | 'success'): string {
+  if (outcome === 'success') return JSON.stringify({ metadata: {}, status: 'Success' });
+  if ('exitCode' in outcome) {
+    return JSON.stringify({
+      metadata: {},
+      status: 'Failure',
+      message: `command terminated with non-zero exit code: exit status ${outcome.exitCode}`,
+      reason: 'NonZeroExitCode',
+      details: { causes: [{ reason: 'ExitCode', message: String(outcome.exitCode) }] },
+    });
+  }
+  return JSON.stringify({
+    metadata: {},
+    status: 'Failure',
+    message: `Internal error occurred: ${outcome.error}`,
+    reason: 'InternalError',
+    details: { causes: [{ message: outcome.error }] },
+    code: 500,
+  });
+}
+
+async function collectChannels(streams: StreamCollector, expected: number, timeoutMs: number): Promise<Channels | undefined> {
+  const got: Channels = {};
+  const deadline = Date.now() + timeoutMs;
+  let count = 0;
+  while (count < expected) {
+    const s = await streams.next(deadline);
+    if (!s) return undefined;
+    const type = s.header('streamtype') ?? '';
+    if (!CHANNEL_TYPES.has(type) || got[type as keyof Channels]) {
+      log.warn('refused a stream', { stream_type: type, reason: CHANNEL_TYPES.has(type) ? 'a second of its type' : 'unknown type' });
+      s.destroy();
+      continue;
+    }
+    got[type as keyof Channels] = s;
+    count++;
+  }
+  return got;
+}
+
+/** Applies resize events until the stream ends; a bad line is logged and skipped. */
+function followResizes(stream: SpdyStream, session: CommandSession): void {
+  let pending = '';
+  let chain = Promise.resolve();
+  stream.setEncoding('utf8');
+  stream.on('data', (text: string) => {
+    pending += text;
+    if (pending.length > MAX_RESIZE_LINE_BYTES && !pending.includes('\n')) {
+      log.warn('resize stream sent an over-long line; resizing stops');
+      stream.destroy();
+      return;
+    }
+    let nl;
+    while ((nl = pending.indexOf('\n')) >= 0) {
+      const line = pending.slice(0, nl).trim();
+      pending = pending.slice(nl + 1);
+      if (!line) continue;
+      chain = chain.then(async () => {
+        const size = JSON.parse(line) as { Width?: unknown; Height?: unknown };
+        await session.resize(Number(size.Width), Number(size.Height));
+      }).catch((err: unknown) => log.warn('terminal resize failed', { err: errorMessage(err) }));
+    }
+  });
+  stream.on('error', () => {});
+}
+
+/** Settles when the side we use is done one way or another (finished, ended, destroyed). */
+function settled(s: Readable | Writable | undefined, side: 'read' | 'write'): Promise<void> {
+  if (!s) return Promise.resolve();
+  return finished(s, side === 'write' ? { readable: false } : { writable: false }).then(
+    () => undefined,
+    () => undefined,
+  );
+}
+
+/** Carries one exec or attach over an upgraded connection until it ends. */
+export async function serveRemoteCommand(
+  conn: SpdyConnection,
+  streams: StreamCollector,
+  protocol: string,
+  opts: ChannelOptions,
+  start: () => Promise<CommandSession>,
+  streamCreationTimeoutMs: number,
+): Promise<void> {
+  const version = versionOf(protocol);
+  const expected = 1 + Number(opts.stdin) + Number(opts.stdout) + Number(opts.stderr) + Number(opts.tty && version >= 3);
+  const ch = await collectChannels(streams, expected, streamCreationTimeoutMs);
+  if (!ch) {
+    log.warn('the client did not open its streams in time', { expected, timeout_ms: streamCreationTimeoutMs });
+    conn.destroy();
+    return;
+  }
+  const writeOutcome = async (outcome: { exitCode: number } | { error: string } | 'success') => {
+    const e = ch.error;
+    if (!e || e.destroyed) return;
+    if (version >= 4) e.write(statusJson(outcome));
+    else if (outcome !== 'success') e.write('exitCode' in outcome ? `command terminated with non-zero exit code: exit status ${outcome.exitCode}` : outcome.error);
+    e.end();
+    await settled(e, 'write');
+  };
+
+  let session: CommandSession;
+  try {
+    session = await start();
+  } catch (err) {
+    await writeOutcome({ error: errorMessage(err) });
+    await conn.close();
+    return;
+  }
+  const onClose = () => session.abandon();
+  conn.once('close', onClose);
+
+  if (ch.stdin) {
+    if (session.stdin) ch.stdin.pipe(session.stdin);
+    else ch.stdin.resume();
+  }
+  const pipeOut = (from: Readable, to: SpdyStream | undefined) => {
+    if (to) from.pipe(to);
+    else from.resume();
+    return to ? settled(to, 'write') : settled(from, 'read');
+  };
+  const outputDone = Promise.all([pipeOut(session.stdout, ch.stdout), pipeOut(session.stderr, ch.stderr)]);
+  if (ch.resize) followResizes(ch.resize, session);
+
+  try {
+    const code = await session.done;
+    await outputDone;
+    await writeOutcome(code === undefined || code === 0 ? 'success' : { exitCode: code });
+  } catch (err) {
+    await writeOutcome({ error: errorMessage(err) });
+  } finally {
+    conn.off('close', onClose);
+    await conn.close();
+  }
+}
