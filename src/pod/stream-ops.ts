@@ -139,6 +139,7 @@ export async function portForward(ctx: PodContext, podId: string, port: number):
   try {
     return (await live.agent.portForward(port)) as Duplex;
   } catch (err) {
-    throw new PodError('UNAVAILABLE', `connect to port ${port} in pod ${podId}: ${errorMessage(err)}`, {}, err);
+    // The streaming layer names the port and the pod; the agent says what failed.
+    throw new PodError('UNAVAILABLE', errorMessage(err), { pod: podId, port }, err);
   }
 }
