@@ -208,7 +208,7 @@ test('exec, attach and port-forward through the streaming URLs, as kubectl does 
   const echoer = { ...containerConfig('echoer', ['sh', '-c', 'while read l; do echo "echo:$l"; done']), stdin: true };
   const { container_id: c2 } = await rt.CreateContainer!({ pod_sandbox_id: pod, config: echoer, sandbox_config: config });
   // A container with a terminal of its own (kubectl run -it): named under its /dev/pts like any tty.
-  const termConfig = { ...containerConfig('term', ['sh', '-c', 'tty; stty size; exec sleep 1000']), tty: true, stdin: true };
+  const termConfig = { ...containerConfig('term', ['sh', '-c', 'tty; stty size; while read l; do stty size; done']), tty: true, stdin: true };
   const { container_id: c3 } = await rt.CreateContainer!({ pod_sandbox_id: pod, config: termConfig, sandbox_config: config });
   await rt.StartContainer!({ container_id: c1 });
   await rt.StartContainer!({ container_id: c2 });
@@ -259,6 +259,17 @@ test('exec, attach and port-forward through the streaming URLs, as kubectl does 
   await waitFor('the attached line in the log', async () => (await logLines(join(logDir, 'echoer/0.log'))).includes('stdout echo:ping'), 15_000);
   assert.equal((await rt.ContainerStatus!({ container_id: c2 })).status.state, 'CONTAINER_RUNNING');
   assert.equal((await grpcError(rt.Attach!({ container_id: c1, stdin: true, stdout: true }))).code, status.FAILED_PRECONDITION, 'no stdin to attach to');
+
+  // kubectl attach -it to the terminal container: the client's size reaches the container's own terminal.
+  assert.equal((await grpcError(rt.Attach!({ container_id: c3, stdin: true, stdout: true, tty: false }))).code, status.INVALID_ARGUMENT, 'tty must match the container');
+  const tat = await rt.Attach!({ container_id: c3, stdin: true, stdout: true, tty: true });
+  const tatt = (await spdyConnect(tat.url, ['v4.channel.k8s.io'])).client;
+  const [, ttIn, ttOut, ttResize] = await Promise.all(['error', 'stdin', 'stdout', 'resize'].map((t) => tatt.open({ streamType: t })));
+  ttResize!.write('{"Width":120,"Height":50}\n');
+  await new Promise((r) => setTimeout(r, 500));
+  ttIn!.write('\n');
+  assert.match(await readUntil(ttOut!, /50 120/), /50 120/);
+  tatt.close();
 
   // kubectl port-forward: an HTTP request to a server listening on the pod's loopback.
   const pf = await rt.PortForward!({ pod_sandbox_id: pod, port: [8080] });
