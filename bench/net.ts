@@ -3,14 +3,13 @@
 // to a plain veth network namespace in the same run. The server on both ends
 // is busybox httpd; measured: round trip of a small GET (median) and the
 // throughput of a 32 MiB GET.
-import { mkdtemp, rm, mkdir, writeFile } from 'node:fs/promises';
+import { mkdir, writeFile } from 'node:fs/promises';
 import { request } from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { execa, type ResultPromise } from 'execa';
-import { startRegistry, buildBusyboxImage, pushImage } from '../test/helpers/image-registry.js';
-import { startDaemon, waitFor } from '../test/helpers/cri-client.js';
+import { waitFor } from '../test/helpers/cri-client.js';
+import { daemonWithBusybox } from './daemon-setup.js';
 import { median, report, round, timeMs } from './runner.js';
 
 const RTT_RUNS = Number(process.env.BENCH_RUNS ?? 200);
@@ -71,15 +70,9 @@ async function vethBaseline(dir: string): Promise<{ rttMs: number; mbps: number 
 }
 
 async function main(): Promise<void> {
-  const dir = await mkdtemp(join(tmpdir(), 'frakti-bench-net-'));
-  const reg = await startRegistry();
-  const d = await startDaemon({ dir: join(dir, 'd') });
+  const { dir, d, image, cleanup } = await daemonWithBusybox('frakti-bench-net-');
   try {
-    const built = await buildBusyboxImage(dir);
-    const image = `${reg.host}/busybox:latest`;
-    await pushImage(built.layout, image);
     const rt = d.client.runtime;
-    await d.client.image.PullImage!({ image: { image } });
     const config = { metadata: { name: 'net', uid: 'u', namespace: 'bench', attempt: 0 }, log_directory: join(dir, 'logs') };
     const pod = (await rt.RunPodSandbox!({ config, }, { timeoutMs: 120_000 })).pod_sandbox_id;
     const script = `mkdir -p /tmp/www && echo ok > /tmp/www/small && dd if=/dev/zero of=/tmp/www/big bs=1048576 count=${BIG_MIB} 2>/dev/null && exec busybox httpd -f -p ${PORT} -h /tmp/www`;
@@ -99,9 +92,7 @@ async function main(): Promise<void> {
       ratio: round(vm.mbps / base.mbps, 3),
     });
   } finally {
-    await d.cleanup();
-    await reg.stop();
-    await rm(dir, { recursive: true, force: true });
+    await cleanup();
   }
 }
 

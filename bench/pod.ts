@@ -2,13 +2,12 @@
 // until the container runs) through the real daemon, against the bare boot of
 // the same kernel with the same QEMU command line, alternated in one run; and
 // the host memory (PSS) of an idle busybox pod: QEMU and virtiofsd together.
-import { mkdtemp, rm, readFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { chooseAccel, guestAssets } from '../src/vmm/index.js';
 import { bareBootRunsMs } from './bare-boot.js';
-import { startRegistry, buildBusyboxImage, pushImage } from '../test/helpers/image-registry.js';
-import { startDaemon, waitFor } from '../test/helpers/cri-client.js';
+import { waitFor } from '../test/helpers/cri-client.js';
+import { daemonWithBusybox } from './daemon-setup.js';
 import { processesMentioning } from '../test/helpers/vmm-leaks.js';
 import { median, report, round, timeMs } from './runner.js';
 
@@ -21,20 +20,11 @@ async function pssKiB(pid: number): Promise<number> {
 }
 
 async function main(): Promise<void> {
-  const dir = await mkdtemp(join(tmpdir(), 'frakti-bench-pod-'));
-  const reg = await startRegistry();
-  const d = await startDaemon({ dir: join(dir, 'd') }).catch(async (e) => {
-    await reg.stop();
-    throw e;
-  });
+  const { dir, d, image, cleanup } = await daemonWithBusybox('frakti-bench-pod-');
   try {
     const g = guestAssets();
     const accel = await chooseAccel('auto', { kernel: g.kernel, bareInitrd: g.bareInitrd });
-    const built = await buildBusyboxImage(dir);
-    const image = `${reg.host}/busybox:latest`;
-    await pushImage(built.layout, image);
     const rt = d.client.runtime;
-    await d.client.image.PullImage!({ image: { image } });
     const starts: number[] = [];
     const bare: number[] = [];
     let pss = { qemu: NaN, virtiofsd: NaN };
@@ -78,9 +68,7 @@ async function main(): Promise<void> {
       virtiofsd_pss_mib: round(pss.virtiofsd / 1024, 1),
     });
   } finally {
-    await d.cleanup();
-    await reg.stop();
-    await rm(dir, { recursive: true, force: true });
+    await cleanup();
   }
 }
 
