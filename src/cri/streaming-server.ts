@@ -9,6 +9,7 @@ import type { Socket } from 'node:net';
 import { isIP } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { errorMessage } from '../lib/errors.js';
+import type { PodManager } from '../pod/index.js';
 import { logger } from '../lib/log.js';
 import { PORT_FORWARD_PROTOCOLS, servePortForward } from './port-forward-streams.js';
 import { REMOTE_COMMAND_PROTOCOLS, serveRemoteCommand, type CommandSession } from './remote-command.js';
@@ -26,26 +27,8 @@ export const MAX_STREAM_CONNECTIONS = 256;
 const PROTOCOL_HEADER = 'x-stream-protocol-version';
 const ACCEPTED_HEADER = 'X-Accepted-Stream-Protocol-Versions';
 
-/** What the sessions run on (the pod manager has these). */
-export interface StreamingBackend {
-  startExec(containerId: string, cmd: string[], opts: { tty: boolean; stdin: boolean }): Promise<{
-    stdout: NodeJS.ReadableStream;
-    stderr: NodeJS.ReadableStream;
-    stdin?: NodeJS.WritableStream;
-    resize(cols: number, rows: number): Promise<void>;
-    exited: Promise<number>;
-    kill(): Promise<void>;
-  }>;
-  attach(containerId: string, opts: { stdin: boolean }): {
-    stdout: NodeJS.ReadableStream;
-    stderr: NodeJS.ReadableStream;
-    stdin?: NodeJS.WritableStream;
-    resize(cols: number, rows: number): Promise<void>;
-    exited: Promise<void>;
-    detach(): void;
-  };
-  portForward(podId: string, port: number): Promise<Duplex>;
-}
+/** What the sessions run on: the pod manager's streaming operations. */
+export type StreamingBackend = Pick<PodManager, 'startExec' | 'attach' | 'portForward'>;
 
 export interface StreamingServerOptions {
   /** HOST:PORT to listen on; HOST an IP address ([v6] in brackets). Port 0 picks a free one. */
@@ -183,25 +166,11 @@ export class StreamingServer {
       if (want.kind === 'exec') {
         const s = await backend.startExec(want.containerId, want.cmd, { tty: want.tty, stdin: want.stdin });
         log.info('exec session', { container: want.containerId, tty: want.tty, stdin: want.stdin });
-        return {
-          stdout: s.stdout as CommandSession['stdout'],
-          stderr: s.stderr as CommandSession['stderr'],
-          stdin: s.stdin as CommandSession['stdin'],
-          resize: (c, r) => s.resize(c, r),
-          done: s.exited,
-          abandon: () => void s.kill(),
-        };
+        return { stdout: s.stdout, stderr: s.stderr, stdin: s.stdin, resize: (c, r) => s.resize(c, r), done: s.exited, abandon: () => void s.kill() };
       }
       const a = backend.attach(want.containerId, { stdin: want.stdin });
       log.info('attach session', { container: want.containerId, stdin: want.stdin });
-      return {
-        stdout: a.stdout as CommandSession['stdout'],
-        stderr: a.stderr as CommandSession['stderr'],
-        stdin: a.stdin as CommandSession['stdin'],
-        resize: (c, r) => a.resize(c, r),
-        done: a.exited.then(() => undefined),
-        abandon: () => a.detach(),
-      };
+      return { stdout: a.stdout, stderr: a.stderr, stdin: a.stdin, resize: (c, r) => a.resize(c, r), done: a.exited.then(() => undefined), abandon: () => a.detach() };
     };
     await serveRemoteCommand(conn, streams, protocol, opts, start, this.creationTimeoutMs);
   }
