@@ -24,6 +24,9 @@ Pulls IMAGE if needed, boots a pod VM, runs the command (or the image's
 default), prints its output, exits with its exit code, and cleans up.
 
 options:
+  -i, --interactive    pass this terminal's stdin to the command (closed at EOF)
+  -t, --tty            give the command a terminal (with -i and a terminal here:
+                       raw keys, the window size follows)
   -e, --env K=V        environment variable (repeatable)
   -w, --workdir DIR    working directory
   -u, --user UID       run as this user id
@@ -49,6 +52,8 @@ export async function run(argv: string[]): Promise<number> {
       args: argv,
       allowPositionals: true,
       options: {
+        interactive: { type: 'boolean', short: 'i', default: false },
+        tty: { type: 'boolean', short: 't', default: false },
         env: { type: 'string', short: 'e', multiple: true, default: [] },
         workdir: { type: 'string', short: 'w' },
         user: { type: 'string', short: 'u' },
@@ -116,6 +121,7 @@ export async function run(argv: string[]): Promise<number> {
   await manager.start();
 
   let podId: string | undefined;
+  let stopInput = () => {};
   let interrupted = false;
   const onSignal = () => {
     interrupted = true;
@@ -133,16 +139,18 @@ export async function run(argv: string[]): Promise<number> {
     });
     const ctr = await manager.createContainer(podId, {
       name: 'main', attempt: 0, imageRef: image, imageId: '', command: cmd, args: [], env, workingDir: v.workdir ?? '',
-      user: { uid, additionalGids: [] }, mounts: [], logPath: join(logDir, 'main.log'), tty: false, stdin: false, stdinOnce: false,
+      user: { uid, additionalGids: [] }, mounts: [], logPath: join(logDir, 'main.log'), tty: v.tty!, stdin: v.interactive!, stdinOnce: v.interactive!,
       labels: {}, annotations: {}, readonlyRootfs: false, privileged: false, capabilities: { add: [], drop: [] }, noNewPrivileges: false, resources: {},
     });
     manager.tapOutput(ctr, (stream, chunk) => (stream === 'stdout' ? process.stdout : process.stderr).write(chunk));
     await manager.startContainer(ctr);
+    stopInput = connectTerminal(manager, ctr, { stdin: v.interactive!, tty: v.tty! });
     await manager.waitExited(ctr);
     const status = manager.container(ctr).status;
     if (interrupted) return 130;
     return status.exitCode ?? 255;
   } finally {
+    stopInput();
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
     if (podId) await manager.removePodSandbox(podId).catch((err) => process.stderr.write(`frakti run: cleanup: ${errorMessage(err)}\n`));
@@ -151,6 +159,45 @@ export async function run(argv: string[]): Promise<number> {
     await rm(runRoot, { recursive: true, force: true });
     await rm(runState, { recursive: true, force: true });
   }
+}
+
+/**
+ * Feeds our stdin to the container (-i) and, with -t on a terminal, puts it
+ * in raw mode (keys such as ^C go to the container) and follows the window
+ * size. Returns the undo, which leaves our terminal as it found it.
+ */
+function connectTerminal(manager: PodManager, ctr: string, opts: { stdin: boolean; tty: boolean }): () => void {
+  if (!opts.stdin && !opts.tty) return () => {};
+  let session;
+  try {
+    session = manager.attach(ctr, { stdin: opts.stdin });
+  } catch {
+    return () => {}; // it has already exited
+  }
+  // Output reaches us through the output tap; this session carries input and size only.
+  session.stdout.resume();
+  session.stderr.resume();
+  const undo: Array<() => void> = [() => session.detach()];
+  if (opts.tty && process.stdout.isTTY) {
+    const follow = () => void session.resize(process.stdout.columns, process.stdout.rows).catch(() => {});
+    follow();
+    process.stdout.on('resize', follow);
+    undo.push(() => process.stdout.off('resize', follow));
+  }
+  if (opts.stdin && session.stdin) {
+    if (opts.tty && process.stdin.isTTY) {
+      process.stdin.setRawMode(true);
+      undo.push(() => process.stdin.setRawMode(false));
+    }
+    process.stdin.pipe(session.stdin);
+    undo.push(() => {
+      process.stdin.unpipe();
+      process.stdin.pause();
+    });
+  }
+  return () => {
+    for (const u of undo.reverse()) u();
+  };
 }
 
 async function vsockAvailable(): Promise<boolean> {

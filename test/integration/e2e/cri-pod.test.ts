@@ -427,6 +427,13 @@ test('frakti run: output, exit code, and nothing left', async (t) => {
   assert.equal(ok.exitCode, 7, ok.stderr);
   assert.equal(ok.stdout, 'hello from a VM');
   assert.match(ok.stderr, /oops/);
+  // -i: our stdin reaches the command and its EOF closes the command's; -t: the command has a terminal.
+  const piped = await frakti([...base, '-i', image, '--', 'sh', '-c', 'read x; echo "got $x"; cat | wc -c'], { timeout: 180_000, input: 'hello\nmore bytes\n' });
+  assert.equal(piped.exitCode, 0, piped.stderr);
+  assert.deepEqual(piped.stdout.split('\n').map((l) => l.trim()), ['got hello', '11']);
+  const term = await frakti([...base, '-t', image, '--', 'sh', '-c', 'tty; stty size'], { timeout: 180_000 });
+  assert.equal(term.exitCode, 0, term.stderr);
+  assert.match(term.stdout, /^\/dev\/pts\/\d+\r\n24 80/);
   assert.deepEqual(await processesMentioning(rdir), []);
   assert.deepEqual(await mountsUnder(rdir), []);
   const bad = await frakti([...base], { timeout: 30_000 });
