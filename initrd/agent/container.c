@@ -1014,7 +1014,10 @@ call_list_containers (struct agent *agent, const Request *req UNUSED, uint8_t **
   cleanup_free Frakti__Agent__V1__ContainerInfo *infos = xzalloc (sizeof (*infos) * (agent->n_containers + 1));
   cleanup_free Frakti__Agent__V1__ContainerInfo **ptrs = xzalloc (sizeof (*ptrs) * (agent->n_containers + 1));
   cleanup_free Frakti__Agent__V1__ExitStatus *sts = xzalloc (sizeof (*sts) * (agent->n_containers + 1));
-  size_t i = 0;
+  size_t n_execs = 0, e = 0, i = 0;
+  for (struct container *c = agent->containers; c; c = c->next)
+    n_execs += c->n_execs;
+  cleanup_free char **exec_ids = xzalloc (sizeof (*exec_ids) * (n_execs + 1));
 
   for (struct container *c = agent->containers; c; c = c->next, i++)
     {
@@ -1025,6 +1028,13 @@ call_list_containers (struct agent *agent, const Request *req UNUSED, uint8_t **
       infos[i].id = c->id;
       infos[i].pid = (uint32_t) c->init.pid;
       infos[i].state = (char *) (! c->started ? "created" : c->init.exited ? "exited" : "running");
+      infos[i].running_execs = exec_ids + e;
+      for (struct proc *p = c->execs; p && e < n_execs; p = p->next)
+        if (p->pid > 0 && ! p->exited)
+          {
+            exec_ids[e++] = p->exec_id;
+            infos[i].n_running_execs++;
+          }
       if (c->init.exited)
         {
           infos[i].exited = true;

@@ -7,6 +7,8 @@ import type { ContainerInfo, ContainerStats, ExitStatus, GuestStats } from './ty
 
 const CONTAINER_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
 const EXEC_ID = /^([A-Za-z0-9_-]{1,64})?$/;
+/** The agent keeps at most this many exec records per container. */
+const MAX_EXECS_PER_CONTAINER = 1024;
 /** Most containers a listContainers answer may name. */
 export const MAX_LISTED_CONTAINERS = 4096;
 const MAX_EXIT_CODE = 255 + 128;
@@ -89,7 +91,12 @@ export function containerInfos(body: Record<string, unknown>): ContainerInfo[] {
     const o = object(v, `containers[${i}]`);
     const state = boundedString(o.state, 'state', 16);
     if (state !== 'created' && state !== 'running' && state !== 'exited') throw protocolError(`container state ${JSON.stringify(state)} is unknown`);
-    const info: ContainerInfo = { id: containerId(o.id, 'container id'), state, pid: uint32(o.pid, 'container pid') };
+    const runningExecs = array(o.runningExecs ?? [], 'runningExecs', MAX_EXECS_PER_CONTAINER).map((e) => {
+      const id = boundedString(e, 'running exec id', 64);
+      if (!id || !EXEC_ID.test(id)) throw protocolError('runningExecs holds something that is not an exec id');
+      return id;
+    });
+    const info: ContainerInfo = { id: containerId(o.id, 'container id'), state, pid: uint32(o.pid, 'container pid'), runningExecs };
     if (bool(o.exited, 'container exited')) info.exit = exitStatus(o.exit, 'container exit');
     return info;
   });

@@ -130,4 +130,6 @@ export interface ContainerInfo {
   state: 'created' | 'running' | 'exited';
   pid: number;
   exit?: ExitStatus;
+  /** Exec processes still running in the container. */
+  runningExecs: string[];
 }

@@ -3,7 +3,7 @@
 // that a test can hand in another agent. The data types are the protocol
 // room's own.
 import type {
-  ContainerStats, ExitStatus, GuestContainerSpec, GuestNetwork, GuestResources, GuestStats, IoOptions, ProcessIo, ProcessSpec, SandboxSetup,
+  ContainerInfo, ContainerStats, ExitStatus, GuestContainerSpec, GuestNetwork, GuestResources, GuestStats, IoOptions, ProcessIo, ProcessSpec, SandboxSetup,
 } from '../agent-protocol/index.js';
 
 export type {
@@ -40,5 +40,5 @@ export interface PodAgent {
   /** 'oom' events: (containerId) */
   on(event: 'oom', fn: (containerId: string) => void): this;
   /** Lists what the agent runs (for recovery after a frakti restart). */
-  listContainers(): Promise<{ id: string; state: 'created' | 'running' | 'exited'; pid: number; exit?: ExitStatus }[]>;
+  listContainers(): Promise<ContainerInfo[]>;
 }

@@ -55,7 +55,15 @@ export class PodManager {
     }
     ctx.livePods.set(podId, { vm, agent });
     watchVm(ctx, podId, vm);
-    const inGuest = new Map((await agent.listContainers()).map((c) => [c.id, c]));
+    const listed = await agent.listContainers();
+    // Exec processes of the last frakti: their callers are gone with it, and unread output would stall them.
+    for (const g of listed) {
+      for (const execId of g.runningExecs) {
+        log.info('killing an exec left by the last frakti', { container: g.id, exec: execId });
+        await agent.signal(g.id, execId, 'SIGKILL').catch((err) => log.warn('could not kill a left-over exec', { container: g.id, exec: execId, err: errorMessage(err) }));
+      }
+    }
+    const inGuest = new Map(listed.map((c) => [c.id, c]));
     for (const c of ctx.containersOf(podId)) {
       const g = inGuest.get(c.meta.id);
       if (c.status.state !== 'RUNNING') continue;

@@ -355,6 +355,7 @@ test('a reconnect keeps a running process and its held output; a bad frame is re
     if (before.includes('line3\n')) break;
   }
   const agent = await pod.reconnect();
+  assert.ok((await agent.listContainers()).find((c) => c.id === 'main')?.runningExecs.includes('ticker'), 'a running exec is listed');
   await sleep(2500); // the process finishes meanwhile; its output waits in the agent
   const io = await agent.attachIo('main', 'ticker');
   io.stderr.resume();
@@ -365,7 +366,9 @@ test('a reconnect keeps a running process and its held output; a bad frame is re
   const nums = lines.map((l) => Number(l.slice(4)));
   assert.deepEqual(nums, nums.slice().sort((x, y) => x - y));
   assert.equal(nums.length, nums.at(-1)! - nums[0]! + 1, 'held output arrives without gaps');
-  assert.equal((await agent.listContainers()).find((c) => c.id === 'main')?.state, 'running');
+  const main = (await agent.listContainers()).find((c) => c.id === 'main');
+  assert.equal(main?.state, 'running');
+  assert.ok(!main?.runningExecs.includes('ticker'), 'an exited exec is not listed as running');
 
   // A raw host that sends an oversized frame is refused with GOAWAY ...
   agent.close();

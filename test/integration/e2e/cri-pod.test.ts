@@ -356,8 +356,13 @@ test('kill -9 of the daemon: a restart finds pods and containers, logs go on; a 
   const burstLog = join(logDir, 'burst/0.log');
   await waitFor('ticks', async () => (await logLines(log)).length >= 2, 30_000);
   await waitFor('the burst under way', async () => (await readFile(burstLog, 'utf8').catch(() => '')).length > 0, 30_000, 5);
+  // An exec whose caller dies with frakti: the next frakti kills it.
+  const orphan = rt.ExecSync!({ container_id: c, cmd: ['sleep', '4321'], timeout: '0' }).catch(() => 'gone');
+  const sleeping = async (r: typeof rt) => Buffer.from((await r.ExecSync!({ container_id: c, cmd: ['ps'], timeout: '10' })).stdout).toString().includes('sleep 4321');
+  await waitFor('the exec to run', () => sleeping(rt), 15_000);
 
   first.kill('SIGKILL');
+  assert.equal(await orphan, 'gone');
   await first.child;
   const before = (await logLines(log)).length;
   const second = await startDaemon({ dir: first.dir });
@@ -365,6 +370,7 @@ test('kill -9 of the daemon: a restart finds pods and containers, logs go on; a 
   const rt2 = second.client.runtime;
   assert.equal((await rt2.PodSandboxStatus!({ pod_sandbox_id: pod })).status.state, 'SANDBOX_READY');
   assert.equal((await rt2.ContainerStatus!({ container_id: c })).status.state, 'CONTAINER_RUNNING');
+  await waitFor('the left-over exec to be killed', async () => !(await sleeping(rt2)), 15_000);
   await waitFor('ticks after the restart', async () => (await logLines(log)).length >= before + 3, 30_000);
   // Nothing was lost across the restart: the ticks are consecutive.
   assertConsecutive((await logLines(log)).map((l) => Number(/tick (\d+)/.exec(l)?.[1])), (n) => `tick ${n}\n`.length, 0);
