@@ -244,3 +244,28 @@ test('a frame the server cannot take ends the connection with GOAWAY PROTOCOL_ER
   // GOAWAY: control, version 3, type 7, length 8, last good stream 0, status 1.
   assert.deepEqual([...all.subarray(-16)], [0x80, 0x03, 0x00, 0x07, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 1]);
 });
+
+test('random control frames never take the server down', async () => {
+  // A deterministic generator: the same frames on every run.
+  let seed = 42;
+  const rand = (n: number) => ((seed = (seed * 1103515245 + 12345) & 0x7fffffff) % n);
+  for (let round = 0; round < 40; round++) {
+    const r = await upgradeRequest(execReq(), [['Connection', 'Upgrade'], ['Upgrade', 'SPDY/3.1'], ['X-Stream-Protocol-Version', 'v4.channel.k8s.io']]);
+    assert.equal(r.status, 101);
+    r.socket.resume();
+    const closed = new Promise((resolve) => r.socket.once('close', resolve));
+    for (let f = 0; f < 5; f++) {
+      const payload = Buffer.from(Array.from({ length: rand(40) }, () => rand(256)));
+      const head = Buffer.from([0x80, 0x03, 0x00, 1 + rand(10), rand(2), 0, 0, payload.length]);
+      r.socket.write(Buffer.concat([head, payload]));
+    }
+    r.socket.end();
+    await closed;
+  }
+  // Still serving.
+  exitCode = 0;
+  const { client } = await spdyConnect(execReq({ stdin: false }), ['v4.channel.k8s.io']);
+  const [error] = await Promise.all(['error', 'stdout', 'stderr'].map((t) => client.open({ streamType: t })));
+  assert.equal(JSON.parse(await readAll(error!)).status, 'Success');
+  client.close();
+});
