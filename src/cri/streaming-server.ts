@@ -5,12 +5,11 @@
 // sub-protocols it speaks in X-Stream-Protocol-Version headers. The server
 // listens on loopback by default: kubelet on the same node proxies to it.
 import { createServer, STATUS_CODES, type IncomingMessage, type Server } from 'node:http';
-import type { Socket } from 'node:net';
-import { isIP } from 'node:net';
+import { isIP, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
 import { errorMessage } from '../lib/errors.js';
-import type { PodManager } from '../pod/index.js';
 import { logger } from '../lib/log.js';
+import type { PodManager } from '../pod/index.js';
 import { PORT_FORWARD_PROTOCOLS, servePortForward } from './port-forward-streams.js';
 import { REMOTE_COMMAND_PROTOCOLS, serveRemoteCommand, type CommandSession } from './remote-command.js';
 import { DEFAULT_SPDY_LIMITS, SpdyConnection, type SpdyLimits } from './spdy-connection.js';

@@ -347,6 +347,9 @@ test('output on its way when the host drops comes again after AttachIo: a gap-fr
 }));
 
 test('a reconnect keeps a running process and its held output; a bad frame is refused and the agent keeps serving', () => withConsole(async () => {
+  const sleeper = await pod.agent.exec('main', 'sleeper', execProc(['sleep', '600']));
+  sleeper.stdout.resume();
+  sleeper.stderr.resume();
   const p = await pod.agent.exec('main', 'ticker', execProc(['sh', '-c', 'i=0; while [ $i -lt 30 ]; do echo line$i; i=$((i+1)); sleep 0.05; done']));
   p.stderr.resume();
   let before = '';
@@ -355,7 +358,6 @@ test('a reconnect keeps a running process and its held output; a bad frame is re
     if (before.includes('line3\n')) break;
   }
   const agent = await pod.reconnect();
-  assert.ok((await agent.listContainers()).find((c) => c.id === 'main')?.runningExecs.includes('ticker'), 'a running exec is listed');
   await sleep(2500); // the process finishes meanwhile; its output waits in the agent
   const io = await agent.attachIo('main', 'ticker');
   io.stderr.resume();
@@ -368,7 +370,10 @@ test('a reconnect keeps a running process and its held output; a bad frame is re
   assert.equal(nums.length, nums.at(-1)! - nums[0]! + 1, 'held output arrives without gaps');
   const main = (await agent.listContainers()).find((c) => c.id === 'main');
   assert.equal(main?.state, 'running');
+  assert.ok(main?.runningExecs.includes('sleeper'), 'a running exec is listed');
   assert.ok(!main?.runningExecs.includes('ticker'), 'an exited exec is not listed as running');
+  await agent.signal('main', 'sleeper', 'SIGKILL');
+  assert.equal((await agent.wait('main', 'sleeper')).exitCode, 137);
 
   // A raw host that sends an oversized frame is refused with GOAWAY ...
   agent.close();
