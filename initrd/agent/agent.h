@@ -149,6 +149,7 @@ void power_off (struct agent *agent) __attribute__ ((noreturn));
 /* channel.c */
 int channel_open (struct agent *agent, const char *listen_unix, struct agent_error *err);
 void port_host_gone (struct session *s);
+bool port_host_connected (struct session *s);
 
 /* session.c */
 void session_init (struct session *s, struct agent *agent, enum session_kind kind);

@@ -204,6 +204,14 @@ on_port_timer (struct loop *loop UNUSED, struct handler *h, uint32_t events UNUS
   session_attach (s, s->h.fd);
 }
 
+/* True when a host is connected to the port now (poll reports no hang-up). */
+bool
+port_host_connected (struct session *s)
+{
+  struct pollfd p = { .fd = s->h.fd, .events = POLLIN };
+  return poll (&p, 1, 0) >= 0 && ! (p.revents & POLLHUP);
+}
+
 void
 port_host_gone (struct session *s)
 {

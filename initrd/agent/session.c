@@ -493,6 +493,12 @@ session_on_events (struct loop *loop UNUSED, struct handler *h, uint32_t events)
             break;
           if (n <= 0)
             {
+              /* A port flaps on a quick reconnect: the guest may learn that the old
+               * host left only after the new one's HELLO was answered. A host that
+               * is there again keeps the session; a newer one would have started
+               * its own with HOST_MAGIC anyway. */
+              if (n == 0 && s->kind == SESSION_PORT && port_host_connected (s))
+                break;
               /* read() == 0: the host disconnected; the next one starts afresh. */
               session_peer_gone (s);
               return;

@@ -346,6 +346,22 @@ test('output on its way when the host drops comes again after AttachIo: a gap-fr
   assert.ok(overlap <= STREAM_WINDOW_BYTES, `${overlap} bytes sent twice`);
 }));
 
+test('quick reconnects, each asked something at once, while a process writes: every call is answered', () => withConsole(async () => {
+  const p = await pod.agent.exec('main', 'chatter', execProc(['sh', '-c', 'while true; do echo chatter; sleep 0.02; done']));
+  p.stderr.resume();
+  let agent = pod.agent;
+  for (let i = 0; i < 10; i++) {
+    agent = await pod.reconnect();
+    const main = (await agent.listContainers({ timeoutMs: 10_000 })).find((c) => c.id === 'main');
+    assert.ok(main?.runningExecs.includes('chatter'), `reconnect ${i}: the writer is listed`);
+  }
+  await agent.signal('main', 'chatter', 'SIGKILL');
+  const io = await agent.attachIo('main', 'chatter');
+  io.stdout.resume();
+  io.stderr.resume();
+  assert.equal((await agent.wait('main', 'chatter')).exitCode, 137);
+}));
+
 test('a reconnect keeps a running process and its held output; a bad frame is refused and the agent keeps serving', () => withConsole(async () => {
   const sleeper = await pod.agent.exec('main', 'sleeper', execProc(['sleep', '600']));
   sleeper.stdout.resume();
