@@ -19,12 +19,14 @@
 //   [pod]
 //   default_cpus = 1                   # --default-cpus
 //   default_memory_mb = 256            # --default-memory-mb
+//   tcg_cache_mb = 8                   # --tcg-cache-mb (only without KVM: memory per pod against speed)
 //   [image]
 //   max_concurrent_downloads = 3
 //   insecure_registries = ["registry.local:5000"]   # --insecure-registry (repeatable)
 //   [image.registry.mirrors."docker.io"]
 //   endpoint = ["https://mirror.example.com"]
 import { readFile } from 'node:fs/promises';
+import { DEFAULT_TCG_CACHE_MIB, MAX_TCG_CACHE_MIB, MIN_TCG_CACHE_MIB } from '../vmm/index.js';
 import { DEFAULT_STREAM_ADDRESS, DEFAULT_STREAM_IDLE_TIMEOUT_MS, StreamAddressError, parseStreamAddress } from './streaming-server.js';
 import { isAbsolute } from 'node:path';
 import { parse as parseToml, TomlError } from 'smol-toml';
@@ -58,6 +60,8 @@ export interface DaemonConfig {
   defaultCpus: number;
   /** Memory of a pod VM when the pod gives no resources. Default 256. */
   defaultMemoryMb: number;
+  /** Under TCG, each pod VM's translation cache in MiB. Default 8. */
+  tcgCacheMb: number;
   image: {
     /** Layer downloads at once per pull. Default 3. */
     maxConcurrentDownloads: number;
@@ -85,6 +89,7 @@ export function defaultConfig(paths: DefaultPaths): DaemonConfig {
     streamIdleTimeoutMs: DEFAULT_STREAM_IDLE_TIMEOUT_MS,
     defaultCpus: 1,
     defaultMemoryMb: 256,
+    tcgCacheMb: DEFAULT_TCG_CACHE_MIB,
     image: { maxConcurrentDownloads: 3, insecureRegistries: [], mirrors: {} },
   };
 }
@@ -133,6 +138,7 @@ const SCHEMA: Spec = {
       fields: {
         default_cpus: { kind: 'int', min: 1, max: 256 },
         default_memory_mb: { kind: 'int', min: 64, max: 1024 * 1024 },
+        tcg_cache_mb: { kind: 'int', min: MIN_TCG_CACHE_MIB, max: MAX_TCG_CACHE_MIB },
       },
     },
     image: {
@@ -226,6 +232,7 @@ function applyFile(base: DaemonConfig, doc: any): DaemonConfig {
   const p = doc.pod ?? {};
   if (p.default_cpus !== undefined) c.defaultCpus = Number(p.default_cpus);
   if (p.default_memory_mb !== undefined) c.defaultMemoryMb = Number(p.default_memory_mb);
+  if (p.tcg_cache_mb !== undefined) c.tcgCacheMb = Number(p.tcg_cache_mb);
   const i = doc.image ?? {};
   if (i.max_concurrent_downloads !== undefined) c.image.maxConcurrentDownloads = Number(i.max_concurrent_downloads);
   if (i.insecure_registries !== undefined) c.image.insecureRegistries = [...i.insecure_registries];

@@ -26,6 +26,8 @@ export interface PodManagerOptions {
   stateDir: string;
   guest: GuestAssets;
   accel: Accel;
+  /** Under TCG: each VM's translation cache in MiB (default: the vmm room's). */
+  tcgCacheMiB?: number;
   /** VM size when the pod does not say. */
   defaultCpus: number;
   defaultMemoryMiB: number;

@@ -141,6 +141,7 @@ async function launch(ctx: PodContext, id: string, spec: PodSpec, netnsPath: str
     kernel: ctx.opts.guest.kernel,
     initrd: ctx.opts.guest.initrd,
     accel: ctx.opts.accel,
+    ...(ctx.opts.tcgCacheMiB === undefined ? {} : { tcgCacheMiB: ctx.opts.tcgCacheMiB }),
     share: { source: ctx.shareDir(id), tag: SHARE_TAG },
     netns: netnsPath,
     // One port for the pod's NIC (hot-plugged once CNI is done). Each

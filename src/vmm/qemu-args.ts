@@ -9,7 +9,6 @@ export const AGENT_SERIAL_PORT_NAME = 'org.frakti.agent.0';
 export const CONSOLE_CHARDEV_ID = 'console';
 export const CONSOLE_RING_BYTES = 1024 * 1024;
 export const MEMORY_HOTPLUG_SLOTS = 8;
-export const TCG_TB_SIZE_MIB = 8;
 
 /** What frakti always puts on the guest kernel command line. */
 export const BASE_KERNEL_ARGS = [
@@ -37,12 +36,8 @@ export function qemuArgs(spec: ValidVmSpec, paths: VmPaths): string[] {
   a.push('-sandbox', 'on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny');
 
   a.push('-machine', 'q35,usb=off,vmport=off,smbus=off,sata=off');
-  // TCG's translation cache defaults to 1 GiB of address space and grows into
-  // it; a bounded one keeps each VM's memory small. 8 MiB boots as fast as
-  // 16 or 32 (4 MiB does not), but the guest's work after boot (container
-  // create and start) translates again what 16 MiB would still hold: about
-  // 100-150 ms more per pod start, for 8 MiB less per pod.
-  a.push('-accel', spec.accel === 'tcg' ? `tcg,tb-size=${TCG_TB_SIZE_MIB}` : 'kvm');
+  // TCG's translation cache, bounded (see DEFAULT_TCG_CACHE_MIB for the trade).
+  a.push('-accel', spec.accel === 'tcg' ? `tcg,tb-size=${spec.tcgCacheMiB}` : 'kvm');
   // -cpu host aborts under TCG; max is the richest model TCG emulates.
   a.push('-cpu', spec.accel === 'kvm' ? 'host' : 'max');
   a.push('-bios', spec.firmware);

@@ -7,7 +7,7 @@ import { parseArgs } from 'node:util';
 import { randomBytes } from 'node:crypto';
 import { ImageStore } from '../../image/index.js';
 import { waitForAgent } from '../../agent-protocol/index.js';
-import { Vm, chooseAccel, guestAssets, parseAccelChoice } from '../../vmm/index.js';
+import { MAX_TCG_CACHE_MIB, MIN_TCG_CACHE_MIB, Vm, chooseAccel, guestAssets, parseAccelChoice } from '../../vmm/index.js';
 import { PodError, PodManager } from '../../pod/index.js';
 import { choosePodNetwork } from '../../pod/pod-network-source.js';
 import { errorMessage } from '../../lib/errors.js';
@@ -33,6 +33,8 @@ options:
       --cpus N         vCPUs of the VM (default 1)
       --memory-mb N    memory of the VM in MiB (default 256)
       --accel MODE     auto, kvm or tcg (default auto)
+      --tcg-cache-mb N without KVM: the VM's translation cache, 8..1024 (default 8;
+                       more makes a busy command faster)
       --root DIR       persistent state (default ${DEFAULT_ROOT_DIR})
       --state DIR      volatile state (default ${DEFAULT_STATE_DIR})
       --cni-conf-dir D (default /etc/cni/net.d; empty: frakti's own bridge)
@@ -60,6 +62,7 @@ export async function run(argv: string[]): Promise<number> {
         cpus: { type: 'string' },
         'memory-mb': { type: 'string' },
         accel: { type: 'string', default: 'auto' },
+        'tcg-cache-mb': { type: 'string' },
         root: { type: 'string', default: DEFAULT_ROOT_DIR },
         state: { type: 'string', default: DEFAULT_STATE_DIR },
         'cni-conf-dir': { type: 'string', default: '/etc/cni/net.d' },
@@ -86,6 +89,8 @@ export async function run(argv: string[]): Promise<number> {
   if (uid !== undefined && (!Number.isInteger(uid) || uid < 0)) throw new UsageError('--user must be a numeric uid');
   const cpus = positiveInt(v.cpus, '--cpus', 64) ?? 1;
   const memoryMiB = positiveInt(v['memory-mb'], '--memory-mb', 1024 * 1024) ?? 256;
+  const tcgCacheMiB = positiveInt(v['tcg-cache-mb'], '--tcg-cache-mb', MAX_TCG_CACHE_MIB);
+  if (tcgCacheMiB !== undefined && tcgCacheMiB < MIN_TCG_CACHE_MIB) throw new UsageError(`--tcg-cache-mb must be an integer in ${MIN_TCG_CACHE_MIB}..${MAX_TCG_CACHE_MIB}`);
   let accelChoice;
   try {
     accelChoice = parseAccelChoice(v.accel!);
@@ -105,7 +110,7 @@ export async function run(argv: string[]): Promise<number> {
   const logDir = await mkdtemp(join(runRoot, 'logs-'));
   const binDirs = v['cni-bin-dir']!.split(':').filter(Boolean);
   const manager = new PodManager(
-    { rootDir: runRoot, stateDir: runState, guest, accel: accel.accel, defaultCpus: cpus, defaultMemoryMiB: memoryMiB, vsock: await vsockAvailable() },
+    { rootDir: runRoot, stateDir: runState, guest, accel: accel.accel, tcgCacheMiB, defaultCpus: cpus, defaultMemoryMiB: memoryMiB, vsock: await vsockAvailable() },
     {
       images,
       network: async () => {

@@ -32,10 +32,10 @@ after(async () => {
 });
 
 /** A daemon with its own dirs under `dir`; after the test nothing of it may be left running or mounted. */
-async function daemon(t: { after(fn: () => unknown): void }, name: string): Promise<RunningDaemon> {
+async function daemon(t: { after(fn: () => unknown): void }, name: string, args: string[] = []): Promise<RunningDaemon> {
   const ddir = join(dir, name);
   await mkdir(ddir, { recursive: true });
-  const d = await startDaemon({ dir: ddir });
+  const d = await startDaemon({ dir: ddir, args });
   t.after(async () => {
     // What a failed test left is removed as an operator would: through the CRI.
     const rt = d.client.runtime;
@@ -191,8 +191,8 @@ function readUntil(s: NodeJS.ReadableStream, want: RegExp, timeoutMs = 20_000): 
 }
 
 /** A daemon of its own with the image pulled and one pod running. */
-async function runningPod(t: { after(fn: () => unknown): void }, daemonName: string, podName: string) {
-  const d = await daemon(t, daemonName);
+async function runningPod(t: { after(fn: () => unknown): void }, daemonName: string, podName: string, args: string[] = []) {
+  const d = await daemon(t, daemonName, args);
   const rt = d.client.runtime;
   await d.client.image.PullImage!({ image: { image } });
   const logDir = join(d.dir, 'logs');
@@ -202,7 +202,11 @@ async function runningPod(t: { after(fn: () => unknown): void }, daemonName: str
 }
 
 test('exec, attach and port-forward through the streaming URLs, as kubectl does them', async (t) => {
-  const { rt, logDir, config, pod } = await runningPod(t, 'stream', 'streams');
+  // A bigger translation cache, as an operator of busy pods without KVM would set it.
+  const { rt, logDir, config, pod } = await runningPod(t, 'stream', 'streams', ['--tcg-cache-mb', '12']);
+  const vmPid = JSON.parse((await rt.PodSandboxStatus!({ pod_sandbox_id: pod, verbose: true })).info.info).vmPid as number;
+  const qemuCmd = (await readFile(`/proc/${vmPid}/cmdline`, 'utf8')).split('\0');
+  if (qemuCmd.some((a) => a.startsWith('tcg'))) assert.ok(qemuCmd.includes('tcg,tb-size=12'), qemuCmd.join(' '));
   const web = ['sh', '-c', 'mkdir -p /www && echo hello from the pod > /www/index.html && exec httpd -f -p 127.0.0.1:8080 -h /www'];
   const { container_id: c1 } = await rt.CreateContainer!({ pod_sandbox_id: pod, config: containerConfig('web', web), sandbox_config: config });
   const echoer = { ...containerConfig('echoer', ['sh', '-c', 'while read l; do echo "echo:$l"; done']), stdin: true };

@@ -25,6 +25,7 @@ idle_timeout_ms = 60000
 [pod]
 default_cpus = 2
 default_memory_mb = 512
+tcg_cache_mb = 12
 [image]
 max_concurrent_downloads = 5
 insecure_registries = ["reg.local:5000"]
@@ -44,6 +45,7 @@ endpoint = ["https://mirror.example.com"]
   assert.equal(c.streamIdleTimeoutMs, 60000);
   assert.equal(c.defaultCpus, 2);
   assert.equal(c.defaultMemoryMb, 512);
+  assert.equal(c.tcgCacheMb, 12);
   assert.deepEqual(c.image, { maxConcurrentDownloads: 5, insecureRegistries: ['reg.local:5000'], mirrors: { 'docker.io': ['https://mirror.example.com'] } });
 });
 
@@ -67,6 +69,7 @@ test('wrong types and ranges are refused with the key named', () => {
   bad('[image]\ninsecure_registries = [1]', /image.insecure_registries: expected an array of strings/);
   bad('root = ', /not valid TOML \(line 1/);
   bad('[stream]\nidle_timeout_ms = 5', /stream.idle_timeout_ms: 5 is out of range/);
+  bad('[pod]\ntcg_cache_mb = 2048', /pod.tcg_cache_mb: 2048 is out of range 8..1024/);
 });
 
 test('cross-field checks: absolute paths, socket path length', () => {

@@ -30,6 +30,7 @@ test('defaults are filled in and the command line boots paused, sandboxed, with 
   assert.match(argValue(args, '-sandbox')[0]!, /^on,/);
   assert.deepEqual(argValue(args, '-machine'), ['q35,usb=off,vmport=off,smbus=off,sata=off']);
   assert.deepEqual(argValue(args, '-accel'), ['tcg,tb-size=8']);
+  assert.deepEqual(argValue(qemuArgs(validateVmSpec({ ...base, tcgCacheMiB: 12 }), vmPaths(spec.dir)), '-accel'), ['tcg,tb-size=12']);
   assert.deepEqual(argValue(args, '-cpu'), ['max']);
   assert.deepEqual(argValue(args, '-bios'), ['/usr/share/qemu/qboot.rom']);
   assert.ok(argValue(args, '-device').some((d) => d.includes(`name=${AGENT_SERIAL_PORT_NAME}`)));
@@ -62,6 +63,7 @@ test('bad specs are refused with the field named', () => {
     [{ share: { source: '/x', tag: 'bad tag' } }, /share.tag/],
     [{ kernelArgs: ['a b'] }, /kernelArgs/],
     [{ memroyMiB: 5 }, /unknown key 'memroyMiB'/],
+    [{ tcgCacheMiB: 4 }, /tcgCacheMiB must be an integer in 8\.\.1024/],
   ];
   for (const [patch, re] of cases) {
     assert.throws(() => validateVmSpec({ ...base, ...patch } as VmSpec), (err: Error & { code?: string }) => {
