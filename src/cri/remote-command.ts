@@ -163,7 +163,9 @@ export async function serveRemoteCommand(
     return;
   }
   const onClose = () => session.abandon();
-  conn.once('close', onClose);
+  // The client may have gone while the process was starting.
+  if (conn.isClosed) onClose();
+  else conn.once('close', onClose);
 
   if (ch.stdin) {
     if (session.stdin) ch.stdin.pipe(session.stdin);

@@ -24,6 +24,7 @@ function scriptedBackend(code: number, seen: Scripted, echoPort: () => number): 
   return {
     async startExec(_id, cmd, opts) {
       if (cmd[0] === 'fail') throw new Error('no such container');
+      if (cmd[0] === 'slow') await new Promise((r) => setTimeout(r, 300));
       const stdout = new PassThrough();
       const stderr = new PassThrough();
       const stdin = opts.stdin ? new PassThrough() : undefined;
@@ -169,6 +170,15 @@ test('exec with a terminal takes resize events; v2 reports failures as text', as
 test('a client that goes away kills its exec', async () => {
   seen.killed = false;
   const { client } = await spdyConnect(execReq(), ['v4.channel.k8s.io']);
+  for (const t of ['error', 'stdin', 'stdout', 'stderr']) await client.open({ streamType: t });
+  client.close();
+  for (let i = 0; i < 50 && !seen.killed; i++) await new Promise((r) => setTimeout(r, 20));
+  assert.equal(seen.killed, true);
+});
+
+test('a client that goes away while its process is starting still gets it killed', async () => {
+  seen.killed = false;
+  const { client } = await spdyConnect(execReq({ cmd: ['slow'] }), ['v4.channel.k8s.io']);
   for (const t of ['error', 'stdin', 'stdout', 'stderr']) await client.open({ streamType: t });
   client.close();
   for (let i = 0; i < 50 && !seen.killed; i++) await new Promise((r) => setTimeout(r, 20));
