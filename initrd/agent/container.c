@@ -25,6 +25,10 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <linux/openat2.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
+
 #ifndef TIOCGPTPEER
 #define TIOCGPTPEER _IO ('T', 0x41) /* Linux 4.13 */
 #endif
@@ -197,12 +201,40 @@ proc_free (struct proc *p)
   p->pty = -1;
 }
 
-/* Pipes or a pty for a process: agent ends go into p's streams, child ends
- * into child[3]. The pty comes from `ptmx`: for an exec, the container's own
- * devpts, so that inside the container the terminal has a name (ttyname,
- * `tty`) under its /dev/pts. */
+/* The ptmx of the devpts mounted in `pid`'s root. Resolved inside that root,
+ * which the container's processes can change: a symlink planted there must
+ * not lead the agent to a file of its own, and only a ptmx will do. */
 static int
-proc_io (struct agent *agent, struct proc *p, bool terminal, bool want_stdin, const char *ptmx, int child[3], struct agent_error *err)
+open_container_ptmx (pid_t pid)
+{
+  char root[64];
+  struct stat st;
+  struct open_how how = { .flags = O_RDWR | O_NOCTTY | O_CLOEXEC | O_NONBLOCK, .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS };
+  cleanup_close int rfd = -1;
+  int fd;
+
+  snprintf (root, sizeof (root), "/proc/%d/root", (int) pid);
+  rfd = open (root, O_PATH | O_DIRECTORY | O_CLOEXEC);
+  if (rfd < 0)
+    return -1;
+  fd = (int) syscall (SYS_openat2, rfd, "dev/pts/ptmx", &how, sizeof (how));
+  if (fd < 0)
+    return -1;
+  if (fstat (fd, &st) < 0 || ! S_ISCHR (st.st_mode) || major (st.st_rdev) != 5 || minor (st.st_rdev) != 2)
+    {
+      close (fd);
+      errno = ENOTTY;
+      return -1;
+    }
+  return fd;
+}
+
+/* Pipes or a pty for a process: agent ends go into p's streams, child ends
+ * into child[3]. The pty comes from the devpts in the root of `devpts_of`
+ * (the container's init), so that inside the container the terminal has a
+ * name (ttyname, `tty`) under its /dev/pts. */
+static int
+proc_io (struct agent *agent, struct proc *p, bool terminal, bool want_stdin, pid_t devpts_of, int child[3], struct agent_error *err)
 {
   int out[2] = { -1, -1 }, errp[2] = { -1, -1 }, in[2] = { -1, -1 };
 
@@ -210,15 +242,15 @@ proc_io (struct agent *agent, struct proc *p, bool terminal, bool want_stdin, co
   p->terminal = terminal;
   if (terminal)
     {
-      int master = open (ptmx, O_RDWR | O_NOCTTY | O_CLOEXEC | O_NONBLOCK), slave;
+      int master = open_container_ptmx (devpts_of), slave;
       if (master < 0)
-        return agent_error_set (err, errno, "open a pty at `%s`", ptmx);
+        return agent_error_set (err, errno, "open the container's /dev/pts/ptmx");
       /* The peer by fd, not by path: the agent does not see the container's /dev/pts. */
       if (unlockpt (master) < 0 || (slave = ioctl (master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC)) < 0)
         {
           int e = errno;
           close (master);
-          return agent_error_set (err, e, "open the terminal of the pty at `%s`", ptmx);
+          return agent_error_set (err, e, "open the terminal of the container's pty");
         }
       /* A terminal is never 0x0 (programs read that as "no size" and fail): 80x24 until resized. */
       struct winsize ws = { .ws_row = 24, .ws_col = 80 };
@@ -459,7 +491,7 @@ call_create_container (struct agent *agent, const Request *req, uint8_t **out)
           }
       c->init.terminal = true;
     }
-  else if (proc_io (agent, &c->init, false, spec->process->with_stdin, NULL, child, &err) < 0)
+  else if (proc_io (agent, &c->init, false, spec->process->with_stdin, 0, child, &err) < 0)
     goto fail;
   if (pipe2 (start, O_CLOEXEC) < 0 || pipe2 (report, O_CLOEXEC) < 0)
     {
@@ -508,10 +540,8 @@ call_create_container (struct agent *agent, const Request *req, uint8_t **out)
     }
   if (spec->process->terminal)
     {
-      char ptmx[64];
       int tty[3] = { -1, -1, -1 };
-      snprintf (ptmx, sizeof (ptmx), "/proc/%d/root/dev/pts/ptmx", (int) pid);
-      if (proc_io (agent, &c->init, true, spec->process->with_stdin, ptmx, tty, &err) < 0)
+      if (proc_io (agent, &c->init, true, spec->process->with_stdin, pid, tty, &err) < 0)
         goto fail_started;
       c->pty_slave = tty[0];
       if (ioctl (c->init.pty, TIOCGPTN, &c->pty_number) < 0)
@@ -710,9 +740,7 @@ call_exec (struct agent *agent, const Request *req, uint8_t **out)
   p->c = c;
   p->pty = -1;
   snprintf (p->exec_id, sizeof (p->exec_id), "%s", x->exec_id);
-  char ptmx[64];
-  snprintf (ptmx, sizeof (ptmx), "/proc/%d/root/dev/pts/ptmx", (int) c->init.pid);
-  if (proc_io (agent, p, x->process->terminal, x->process->with_stdin, ptmx, child, &err) < 0)
+  if (proc_io (agent, p, x->process->terminal, x->process->with_stdin, c->init.pid, child, &err) < 0)
     goto fail;
   if (pipe2 (report, O_CLOEXEC) < 0)
     {

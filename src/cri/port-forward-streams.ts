@@ -83,9 +83,8 @@ export async function servePortForward(
     if (!p) {
       const timer = setTimeout(() => {
         pairs.delete(id);
-        const lone = p!.error ?? p!.data!;
         if (p!.error) tellError(p!.error, `timed out waiting for the other stream of request ${id}`, false);
-        else lone.destroy();
+        else p!.data?.destroy();
       }, streamCreationTimeoutMs);
       p = { timer };
       pairs.set(id, p);

@@ -58,6 +58,13 @@ function refuse(socket: Duplex, code: number, message: string, extra: Record<str
   socket.end(lines.join('\r\n') + '\r\n\r\n' + body);
 }
 
+/** The path of a request's target, without its query; never throws on a malformed target. */
+function pathOf(req: IncomingMessage): string {
+  const target = req.url ?? '/';
+  const q = target.indexOf('?');
+  return q < 0 ? target : target.slice(0, q);
+}
+
 /** The client's sub-protocols, in its order of preference; the first we speak wins. */
 function negotiate(req: IncomingMessage, ours: string[]): string | undefined {
   const raw = req.headersDistinct[PROTOCOL_HEADER] ?? [];
@@ -106,7 +113,7 @@ export class StreamingServer {
       sock.once('close', () => s.sockets.delete(sock));
     });
     server.on('request', (req, res) => {
-      const known = /^\/(exec|attach|portforward)\/[^/]+$/.test(new URL(req.url ?? '/', 'http://x').pathname);
+      const known = /^\/(exec|attach|portforward)\/[^/]+$/.test(pathOf(req));
       res.writeHead(known ? 400 : 404, { 'Content-Type': 'text/plain; charset=utf-8', Connection: 'close' });
       res.end(known ? 'this URL needs an HTTP upgrade to SPDY/3.1 (Connection: Upgrade, Upgrade: SPDY/3.1)\n' : 'not found\n');
     });
@@ -122,7 +129,9 @@ export class StreamingServer {
   }
 
   private upgrade(req: IncomingMessage, socket: Socket, head: Buffer): void {
-    const m = /^\/(exec|attach|portforward)\/([A-Za-z0-9_-]{1,128})$/.exec(new URL(req.url ?? '/', 'http://x').pathname);
+    // The HTTP server lets go of an upgraded socket's errors: a peer that resets must not take the daemon down.
+    socket.on('error', (err) => log.debug('streaming socket error', { err: err.message }));
+    const m = /^\/(exec|attach|portforward)\/([A-Za-z0-9_-]{1,128})$/.exec(pathOf(req));
     if (!m) return refuse(socket, 404, 'not found');
     const kind = m[1] as StreamRequest['kind'];
     const want = this.requests.consume(m[2]!);

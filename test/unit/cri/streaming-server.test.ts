@@ -279,3 +279,27 @@ test('random control frames never take the server down', async () => {
   assert.equal(JSON.parse(await readAll(error!)).status, 'Success');
   client.close();
 });
+
+test('a malformed request target is answered 404 and the server keeps serving', async () => {
+  const { port } = new URL(server.baseUrl);
+  const ask = async (upgrade: boolean) => {
+    const sock = connect({ host: '127.0.0.1', port: Number(port) });
+    const upgradeHeaders = upgrade ? 'Connection: Upgrade\r\nUpgrade: SPDY/3.1\r\n' : '';
+    sock.write(`GET //[ HTTP/1.1\r\nHost: x\r\n${upgradeHeaders}\r\n`);
+    const answer = await new Promise<string>((resolve) => {
+      let text = '';
+      sock.on('data', (b: Buffer) => (text += b.toString()));
+      sock.on('close', () => resolve(text));
+      sock.on('error', () => resolve(text));
+    });
+    sock.destroy();
+    return answer;
+  };
+  assert.match(await ask(false), /^HTTP\/1\.1 404 /);
+  assert.match(await ask(true), /^HTTP\/1\.1 404 /);
+  exitCode = 0;
+  const { client } = await spdyConnect(execReq({ stdin: false }), ['v4.channel.k8s.io']);
+  const [error] = await Promise.all(['error', 'stdout', 'stderr'].map((t) => client.open({ streamType: t })));
+  assert.equal(JSON.parse(await readAll(error!)).status, 'Success');
+  client.close();
+});
