@@ -28,10 +28,15 @@ if [ ! -f "$cached/vmlinux" ]; then
   make -s tinyconfig >/dev/null
   scripts/kconfig/merge_config.sh -m -O . .config "$here/frakti.config" >/dev/null
   make -s olddefconfig >/dev/null
-  # Every option the fragment asks for must have survived olddefconfig.
+  # Every option the fragment sets must have kept its value through
+  # olddefconfig: a select elsewhere can turn one back on, a missing
+  # dependency can turn one off.
   missing=0
   while IFS= read -r line; do
-    case "$line" in CONFIG_*=y) grep -qx "$line" .config || { echo "guest-kernel: $line did not survive olddefconfig" >&2; missing=1; } ;; esac
+    case "$line" in
+      CONFIG_*=n) grep -q "^${line%=n}=y" .config && { echo "guest-kernel: $line is on after olddefconfig" >&2; missing=1; } ;;
+      CONFIG_*=*) grep -qx "$line" .config || { echo "guest-kernel: $line did not survive olddefconfig" >&2; missing=1; } ;;
+    esac
   done < "$here/frakti.config"
   [ "$missing" = 0 ] || exit 1
   make -s -j"$(nproc)" vmlinux >/dev/null
