@@ -13,7 +13,7 @@ export async function bareBootRunsMs(dir: string, accel: Accel, memoryMiB: numbe
   for (let i = 0; i < runs; i++) {
     const s = validateVmSpec({ id: `bare-${i}`, dir: join(dir, `bare-${i}`), cpus: 1, memoryMiB, kernel: g.kernel, initrd: g.bareInitrd, accel, channel: { kind: 'serial' } });
     await mkdir(s.dir, { recursive: true });
-    const args = qemuArgs(s, vmPaths(s.dir)).filter((a, j, all) => a !== '-S' && a !== '-pidfile' && all[j - 1] !== '-pidfile');
+    const args = qemuArgs(s, vmPaths(s.dir)).filter((a, j, all) => a !== '-pidfile' && all[j - 1] !== '-pidfile');
     out.push(await timeMs(() => execa(s.qemu, args, { timeout: 60_000, stdin: 'ignore' })));
     await rm(s.dir, { recursive: true, force: true });
   }

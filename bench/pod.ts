@@ -19,6 +19,29 @@ async function pssKiB(pid: number): Promise<number> {
   return Number(/^Pss:\s+(\d+) kB/m.exec(text)?.[1] ?? NaN);
 }
 
+type PssKinds = { guest_ram: number; files: number; private: number };
+
+/**
+ * PSS by what it is: guest RAM (the memfd QEMU and virtiofsd share), mapped
+ * files (QEMU, its libraries, the kernel image: page cache that further pods
+ * share), and the rest (heaps, TCG's translation cache).
+ */
+async function pssKindsKiB(pid: number): Promise<PssKinds> {
+  const out: PssKinds = { guest_ram: 0, files: 0, private: 0 };
+  let kind: keyof PssKinds = 'private';
+  for (const line of (await readFile(`/proc/${pid}/smaps`, 'utf8')).split('\n')) {
+    const head = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (head) {
+      const name = head[1] ?? '';
+      kind = name.startsWith('/memfd:') ? 'guest_ram' : name.startsWith('/') ? 'files' : 'private';
+      continue;
+    }
+    const pss = /^Pss:\s+(\d+) kB/.exec(line);
+    if (pss) out[kind] += Number(pss[1]);
+  }
+  return out;
+}
+
 async function main(): Promise<void> {
   const { dir, d, image, cleanup } = await daemonWithBusybox('frakti-bench-pod-');
   try {
@@ -27,7 +50,10 @@ async function main(): Promise<void> {
     const rt = d.client.runtime;
     const starts: number[] = [];
     const bare: number[] = [];
+    // Where a pod start goes: RunPodSandbox, CreateContainer, StartContainer (with the status poll).
+    const phases = { run: [] as number[], create: [] as number[], start: [] as number[] };
     let pss = { qemu: NaN, virtiofsd: NaN };
+    const kinds: PssKinds = { guest_ram: 0, files: 0, private: 0 };
     for (let i = 0; i < RUNS; i++) {
       const config = { metadata: { name: `bench-${i}`, uid: `u${i}`, namespace: 'bench', attempt: 0 }, log_directory: join(dir, 'logs', String(i)) };
       let pod = '';
@@ -36,10 +62,16 @@ async function main(): Promise<void> {
       // over a run, and the ratio should compare like with like.
       bare.push(...(await bareBootRunsMs(dir, accel.accel, 256, 1)));
       starts.push(await timeMs(async () => {
-        pod = (await rt.RunPodSandbox!({ config }, { timeoutMs: 120_000 })).pod_sandbox_id;
-        ctr = (await rt.CreateContainer!({ pod_sandbox_id: pod, config: { metadata: { name: 'idle', attempt: 0 }, image: { image }, command: ['sleep', '100000'], log_path: 'idle.log' }, sandbox_config: config })).container_id;
-        await rt.StartContainer!({ container_id: ctr });
-        await waitFor('running', async () => (await rt.ContainerStatus!({ container_id: ctr })).status.state === 'CONTAINER_RUNNING', 30_000, 5);
+        phases.run.push(await timeMs(async () => {
+          pod = (await rt.RunPodSandbox!({ config }, { timeoutMs: 120_000 })).pod_sandbox_id;
+        }));
+        phases.create.push(await timeMs(async () => {
+          ctr = (await rt.CreateContainer!({ pod_sandbox_id: pod, config: { metadata: { name: 'idle', attempt: 0 }, image: { image }, command: ['sleep', '100000'], log_path: 'idle.log' }, sandbox_config: config })).container_id;
+        }));
+        phases.start.push(await timeMs(async () => {
+          await rt.StartContainer!({ container_id: ctr });
+          await waitFor('running', async () => (await rt.ContainerStatus!({ container_id: ctr })).status.state === 'CONTAINER_RUNNING', 30_000, 5);
+        }));
       }));
       if (i === RUNS - 1) {
         await new Promise((r) => setTimeout(r, IDLE_SETTLE_MS));
@@ -50,6 +82,10 @@ async function main(): Promise<void> {
           return ps.length === 0 ? NaN : (await Promise.all(ps.map((p) => pssKiB(p.pid)))).reduce((a, b) => a + b, 0);
         };
         pss = { qemu: await sum('qemu-system-x86_64'), virtiofsd: await sum('/virtiofsd') };
+        for (const p of procs.filter((p) => /(qemu-system-x86_64|\/virtiofsd)$/.test(p.cmd.split(' ')[0] ?? ''))) {
+          const k = await pssKindsKiB(p.pid);
+          for (const key of Object.keys(kinds) as (keyof PssKinds)[]) kinds[key] += k[key];
+        }
       }
       await rt.RemovePodSandbox!({ pod_sandbox_id: pod }, { timeoutMs: 60_000 });
     }
@@ -60,12 +96,18 @@ async function main(): Promise<void> {
       runs: RUNS,
       pod_start_ms: round(startMs, 1),
       bare_boot_ms: round(bareMs, 1),
+      run_pod_ms: round(median(phases.run), 1),
+      create_container_ms: round(median(phases.create), 1),
+      start_container_ms: round(median(phases.start), 1),
       ratio: round(startMs / bareMs),
       pod_start_runs_ms: starts.map((x) => round(x, 0)),
       bare_boot_runs_ms: bare.map((x) => round(x, 0)),
       idle_pod_pss_mib: round((pss.qemu + pss.virtiofsd) / 1024, 1),
       qemu_pss_mib: round(pss.qemu / 1024, 1),
       virtiofsd_pss_mib: round(pss.virtiofsd / 1024, 1),
+      pss_guest_ram_mib: round(kinds.guest_ram / 1024, 1),
+      pss_mapped_files_mib: round(kinds.files / 1024, 1),
+      pss_private_mib: round(kinds.private / 1024, 1),
     });
   } finally {
     await cleanup();

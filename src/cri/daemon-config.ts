@@ -19,7 +19,7 @@
 //   [pod]
 //   default_cpus = 1                   # --default-cpus
 //   default_memory_mb = 256            # --default-memory-mb
-//   tcg_cache_mb = 8                   # --tcg-cache-mb (only without KVM: memory per pod against speed)
+//   tcg_cache_mb = 10                  # --tcg-cache-mb (only without KVM: memory per pod against speed)
 //   [image]
 //   max_concurrent_downloads = 3
 //   insecure_registries = ["registry.local:5000"]   # --insecure-registry (repeatable)

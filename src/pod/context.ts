@@ -3,7 +3,7 @@
 // object, built by PodManager, passed to the operation modules.
 import { randomBytes } from 'node:crypto';
 import { join } from 'node:path';
-import type { Vm, VmSpec, AgentEndpoint, Accel, GuestAssets } from '../vmm/index.js';
+import type { Vm, VmSpec, AgentEndpoint, Accel, GuestAssets, LaunchOptions } from '../vmm/index.js';
 import type { CniNetwork } from '../network/index.js';
 import type { ImageRecord } from '../image/index.js';
 import type { PodAgent, ProcessIo } from './agent-port.js';
@@ -39,7 +39,7 @@ export interface PodManagerDeps {
   images: PodImages;
   /** The pod network (CNI), looked up per pod so a config dropped in later is used. */
   network(): Promise<CniNetwork>;
-  launchVm(spec: VmSpec): Promise<Vm>;
+  launchVm(spec: VmSpec, opts?: LaunchOptions): Promise<Vm>;
   attachVm(dir: string): Promise<Vm>;
   waitForAgent(endpoint: AgentEndpoint, opts: { timeoutMs: number }): Promise<PodAgent>;
 }

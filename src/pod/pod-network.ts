@@ -38,8 +38,10 @@ export function cniRequest(podId: string, spec: PodSpec): PodNetworkRequest {
 /** The pod's network namespace: made first, so QEMU can start in it while CNI works. */
 export async function createPodNetns(podId: string, undo: UndoStack): Promise<string> {
   const netns = podNetnsName(podId);
-  await createNetns(netns);
+  // Registered first: a namespace made but not brought up (lo) goes too. The
+  // name is the pod's own, so deleting it can hit no one else's.
   undo.push(`delete netns ${netns}`, () => deleteNetns(netns));
+  await createNetns(netns);
   return netns;
 }
 

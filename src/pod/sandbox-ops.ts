@@ -56,22 +56,23 @@ export async function runPodSandbox(ctx: PodContext, spec: PodSpec): Promise<str
 
       const t0 = Date.now();
       const mark = (step: string) => log.trace(`run ${id.slice(0, 12)}: ${step} at ${Date.now() - t0} ms`);
-      const netnsName = await createPodNetns(id, undo);
-      const share = ctx.shareDir(id);
-      await mkdir(share, { recursive: true, mode: 0o711 });
-      undo.push(`remove ${share}`, () => rm(join(share, '..'), { recursive: true, force: true }));
-      const files = podFilesDir(ctx, id);
-      await mkdir(files, { mode: 0o755 });
-      await writeFile(join(files, 'hostname'), spec.hostname + '\n');
-      await writeFile(join(files, 'resolv.conf'), resolv);
+      // The namespace is made while the share and virtiofsd come up: only
+      // QEMU and CNI need it. It settles before any undo runs (both branches
+      // below wait for it), so a namespace made late cannot escape.
+      const netnsReady = createPodNetns(id, undo);
+      netnsReady.catch(() => {});
+      await writePodFiles(ctx, id, spec, resolv, undo).catch(async (err) => {
+        await netnsReady.catch(() => {});
+        throw err;
+      });
 
       // The VM boots (in the pod's namespace, without a NIC yet) while CNI
       // sets up the network; the NIC is plugged in once the tap is wired.
       // Both branches settle before anything is undone, so nothing they
       // acquired escapes the undo stack.
       const [netR, vmR] = await Promise.allSettled([
-        ctx.deps.network().then((cni) => attachPodNetwork(id, spec, cni, undo)),
-        launch(ctx, id, spec, netnsPath(netnsName)).then((vm) => {
+        netnsReady.then(() => ctx.deps.network()).then((cni) => attachPodNetwork(id, spec, cni, undo)),
+        launch(ctx, id, spec, netnsPath(meta.netns), netnsReady).then((vm) => {
           undo.push(`stop VM ${id}`, () => vm.stop({ timeoutMs: POD_STOP_GRACE_MS }));
           return vm;
         }),
@@ -82,7 +83,7 @@ export async function runPodSandbox(ctx: PodContext, spec: PodSpec): Promise<str
       const vm = vmR.value;
       mark('network and VM');
       await hotplugNic(vm.qmp, { id: 'net0', tap: net.wiring.tap, mac: net.wiring.iface.mac });
-      await writeFile(join(files, 'hosts'), hostsFile(spec.hostname, net.ips));
+      await writeFile(join(podFilesDir(ctx, id), 'hosts'), hostsFile(spec.hostname, net.ips));
       const agent = await ctx.deps.waitForAgent(vm.agentEndpoint(), { timeoutMs: AGENT_READY_TIMEOUT_MS }).catch(async (err) => {
         const console = await vm.readConsole(4096).catch(() => '');
         throw new PodError('INTERNAL', `the guest agent did not come up: ${errorMessage(err)}${console ? `; console: ${console.trim().split('\n').slice(-3).join(' | ')}` : ''}`);
@@ -115,6 +116,17 @@ export async function runPodSandbox(ctx: PodContext, spec: PodSpec): Promise<str
   });
 }
 
+/** The pod's share, and the files its containers bind-mount from it. */
+async function writePodFiles(ctx: PodContext, id: string, spec: PodSpec, resolv: string, undo: UndoStack): Promise<void> {
+  const share = ctx.shareDir(id);
+  await mkdir(share, { recursive: true, mode: 0o711 });
+  undo.push(`remove ${share}`, () => rm(join(share, '..'), { recursive: true, force: true }));
+  const files = podFilesDir(ctx, id);
+  await mkdir(files, { mode: 0o755 });
+  await writeFile(join(files, 'hostname'), spec.hostname + '\n');
+  await writeFile(join(files, 'resolv.conf'), resolv);
+}
+
 /** The guest sees a hot-plugged NIC a moment after QMP says it is there: look for it again, bounded. */
 async function configureGuestNetwork(agent: PodAgent, net: PodNetwork): Promise<void> {
   const deadline = Date.now() + NIC_APPEAR_TIMEOUT_MS;
@@ -132,7 +144,7 @@ async function configureGuestNetwork(agent: PodAgent, net: PodNetwork): Promise<
   }
 }
 
-async function launch(ctx: PodContext, id: string, spec: PodSpec, netnsPath: string): Promise<Vm> {
+async function launch(ctx: PodContext, id: string, spec: PodSpec, netnsPath: string, netnsReady: Promise<unknown>): Promise<Vm> {
   const base = {
     id: id.slice(0, 32),
     dir: ctx.vmDir(id),
@@ -148,13 +160,14 @@ async function launch(ctx: PodContext, id: string, spec: PodSpec, netnsPath: str
     // port costs guest boot time, so there are no spares.
     pcieRootPorts: 1,
   };
-  if (!ctx.opts.vsock) return ctx.deps.launchVm({ ...base, channel: { kind: 'serial' } });
+  const opts = { beforeQemu: netnsReady };
+  if (!ctx.opts.vsock) return ctx.deps.launchVm({ ...base, channel: { kind: 'serial' } }, opts);
   // A guest CID must be unique on the host; a random one collides rarely, and then once more.
   try {
-    return await ctx.deps.launchVm({ ...base, channel: { kind: 'vsock', cid: randomInt(3, 2 ** 31) } });
+    return await ctx.deps.launchVm({ ...base, channel: { kind: 'vsock', cid: randomInt(3, 2 ** 31) } }, opts);
   } catch (err) {
     if (!/cid|Address already in use/i.test(errorMessage(err))) throw err;
-    return ctx.deps.launchVm({ ...base, channel: { kind: 'vsock', cid: randomInt(3, 2 ** 31) } });
+    return ctx.deps.launchVm({ ...base, channel: { kind: 'vsock', cid: randomInt(3, 2 ** 31) } }, opts);
   }
 }
 

@@ -21,9 +21,9 @@ export const VIRTIOFSD_STOP_GRACE_MS = 2_000;
  * container rootfs mounts made later need this.
  */
 export async function makeSharedMount(dir: string, undo: UndoStack): Promise<void> {
-  await execa('mount', ['--bind', dir, dir]);
+  // One mount(8) both binds and sets the propagation: a process less on the pod's critical path.
   undo.push(`unmount share ${dir}`, () => unmountShare(dir));
-  await execa('mount', ['--make-rshared', dir]);
+  await execa('mount', ['--bind', '--make-rshared', dir, dir]);
 }
 
 export async function unmountShare(dir: string): Promise<void> {

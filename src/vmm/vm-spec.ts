@@ -70,14 +70,14 @@ export const MAX_MEMORY_MIB = 1024 * 1024;
 export const MAX_PCIE_ROOT_PORTS = 16;
 /**
  * TCG's translation cache: QEMU's default is 1 GiB of address space that
- * fills with use; bounded, it keeps each VM small. 8 MiB boots as fast as
- * 16 or 32 and keeps an idle pod under 80 MiB, but a busy guest translates
- * again and again: busybox httpd (a fork per request) answers in 158 ms
- * against 13 ms with 10 MiB and 9 ms with 12 (bench-net); container create
- * and start take 100-150 ms longer than with 16. Each MiB more costs up to
- * about 1.7 MiB of host memory per VM.
+ * fills with use; bounded, it keeps each VM small. Each MiB more costs up
+ * to about 1.7 MiB of host memory per VM. 10 MiB keeps an idle pod under
+ * 80 MiB (78.7, bench-pod). At 8 MiB a busy guest translates the same code
+ * again and again: busybox httpd (a fork per request) answered in 124.5 ms
+ * against 9.6 ms with 10 MiB, in the same session (bench-net). Container
+ * create and start are still 100-150 ms faster with 16.
  */
-export const DEFAULT_TCG_CACHE_MIB = 8;
+export const DEFAULT_TCG_CACHE_MIB = 10;
 /** Below 8 MiB even a boot translates again and again; past 1 GiB is QEMU's own default. */
 export const MIN_TCG_CACHE_MIB = 8;
 export const MAX_TCG_CACHE_MIB = 1024;

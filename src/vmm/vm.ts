@@ -1,7 +1,7 @@
 // One VM: launch from a spec (a short recipe of steps, each registering its
 // undo), attach to one already running, watch it, stop it.
 //
-//   launching --cont--> running --stop()--> stopping --> stopped
+//   launching --QMP up--> running --stop()--> stopping --> stopped
 //                          \--QEMU gone unexpectedly--> exited
 //
 // QEMU runs in a session of its own with a pid file, so it outlives frakti;
@@ -27,6 +27,18 @@ export const QEMU_START_TIMEOUT_MS = 15_000;
 export const VM_STOP_TIMEOUT_MS = 10_000;
 export const QMP_QUIT_GRACE_MS = 3_000;
 export const KILL_GRACE_MS = 2_000;
+
+export interface LaunchOptions {
+  /** Bound on QEMU coming up (QMP socket and handshake). Default QEMU_START_TIMEOUT_MS. */
+  startTimeoutMs?: number;
+  /**
+   * QEMU starts only once this resolves; a rejection fails the launch and
+   * undoes what it did. The caller prepares something QEMU needs (e.g. the
+   * network namespace it runs in) while the share and virtiofsd come up.
+   */
+  beforeQemu?: Promise<unknown>;
+}
+
 /** The guest agent listens on this vsock port. */
 export const AGENT_VSOCK_PORT = 1024;
 
@@ -90,11 +102,15 @@ export class Vm extends EventEmitter {
   }
 
   /** Launches QEMU (and virtiofsd when a share is asked for) and starts the guest. */
-  static async launch(input: VmSpec, opts: { startTimeoutMs?: number } = {}): Promise<Vm> {
+  static async launch(input: VmSpec, opts: LaunchOptions = {}): Promise<Vm> {
     const spec = validateVmSpec(input);
     const paths = vmPaths(spec.dir);
     const startTimeoutMs = opts.startTimeoutMs ?? QEMU_START_TIMEOUT_MS;
+    // Awaited only after the share is up: marked handled now, so an early rejection is not "unhandled".
+    opts.beforeQemu?.catch(() => {});
     const undo = new UndoStack();
+    const t0 = Date.now();
+    const mark = (step: string) => log.trace(`launch ${spec.id.slice(0, 12)}: ${step} at ${Date.now() - t0} ms`);
     try {
       await mkdir(spec.dir, { recursive: true, mode: 0o700 });
       undo.push(`remove ${spec.dir}`, () => rm(spec.dir, { recursive: true, force: true }));
@@ -102,10 +118,15 @@ export class Vm extends EventEmitter {
 
       if (spec.share) {
         await makeSharedMount(spec.share.source, undo);
+        mark('share mounted');
         await startVirtiofsd(spec.virtiofsd, spec.share.source, paths, undo);
+        mark('virtiofsd up');
       }
 
+      // The caller's own preparation (the pod's network namespace) ran alongside the steps above.
+      if (opts.beforeQemu) await opts.beforeQemu;
       const pid = await startQemu(spec, paths, startTimeoutMs, undo);
+      mark('QMP socket up');
       // QEMU opens its QMP socket before it loads the kernel: a bad kernel or
       // initrd ends QEMU right after, and its log says why.
       const qmp = await connectQmp(paths.qmpSocket, pid, startTimeoutMs).catch(async (err) => {
@@ -114,8 +135,7 @@ export class Vm extends EventEmitter {
       });
       undo.push('close QMP', () => qmp.close());
       const vm = new Vm(spec, paths, pid, qmp);
-      // Started paused (-S): every device is attached by now, so run the guest.
-      await qmp.execute('cont');
+      mark('QMP connected');
       undo.commit();
       log.info('VM launched', { vm: spec.id, pid, accel: spec.accel });
       return vm;

@@ -33,7 +33,7 @@ options:
       --cpus N         vCPUs of the VM (default 1)
       --memory-mb N    memory of the VM in MiB (default 256)
       --accel MODE     auto, kvm or tcg (default auto)
-      --tcg-cache-mb N without KVM: the VM's translation cache, 8..1024 (default 8;
+      --tcg-cache-mb N without KVM: the VM's translation cache, 8..1024 (default 10;
                        more makes a busy command faster)
       --root DIR       persistent state (default ${DEFAULT_ROOT_DIR})
       --state DIR      volatile state (default ${DEFAULT_STATE_DIR})
@@ -118,7 +118,7 @@ export async function run(argv: string[]): Promise<number> {
         if (!choice.network) throw new PodError('FAILED_PRECONDITION', `no pod network: ${choice.message}`);
         return choice.network;
       },
-      launchVm: (spec) => Vm.launch(spec),
+      launchVm: (spec, opts) => Vm.launch(spec, opts),
       attachVm: (dir) => Vm.attach(dir),
       waitForAgent: (endpoint, o) => waitForAgent(endpoint, o),
     },

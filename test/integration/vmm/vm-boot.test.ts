@@ -140,6 +140,35 @@ test('in a network namespace, the VM NIC sits on the tap with the MAC asked for'
   assert.deepEqual(await processesMentioning(dir), []);
 });
 
+test('QEMU waits for the caller\'s preparation; a failed one undoes the share and virtiofsd', async (t) => {
+  const dir = await scratch(t);
+  const share = join(dir, 'share');
+  await mkdir(share);
+  let release!: () => void;
+  const prepared = new Promise<void>((r) => (release = r));
+  const launching = Vm.launch(spec(dir, { share: { source: share, tag: 'frakti' } }), { beforeQemu: prepared });
+  t.after(async () => (await launching.catch(() => undefined))?.stop({ timeoutMs: 5_000 }));
+  // virtiofsd is up and the share mounted, but no QEMU until the preparation is done.
+  for (let i = 0; i < 200 && !(await processesMentioning(share)).some((p) => p.cmd.includes('virtiofsd')); i++) await new Promise((r) => setTimeout(r, 25));
+  assert.ok((await processesMentioning(share)).some((p) => p.cmd.includes('virtiofsd')), 'virtiofsd runs');
+  await new Promise((r) => setTimeout(r, 300));
+  assert.deepEqual((await processesMentioning(dir)).filter((p) => p.cmd.includes('qemu-system')), [], 'QEMU waits');
+  release();
+  const vm = await launching;
+  assert.equal(((await vm.qmp.execute('query-status')) as { status: string }).status, 'running');
+  await vm.stop({ timeoutMs: 10_000 });
+
+  const failing = spec(dir, { id: 'test-vm-2', dir: join(dir, 'vm2'), share: { source: share, tag: 'frakti' } });
+  await assert.rejects(Vm.launch(failing, { beforeQemu: Promise.reject(new Error('netns add failed')) }), (err: Error & { code?: string }) => {
+    assert.equal(err.code, 'VM_LAUNCH');
+    assert.match(err.message, /netns add failed/);
+    return true;
+  });
+  assert.deepEqual(await processesMentioning(dir), [], 'virtiofsd went with the failed launch');
+  assert.deepEqual(await mountsUnder(share), [], 'the share is unmounted');
+  await assert.rejects(stat(join(dir, 'vm2')), /ENOENT/);
+});
+
 test('a launch that fails (missing kernel) says why and leaves nothing', async (t) => {
   const dir = await scratch(t);
   await assert.rejects(Vm.launch(spec(dir, { kernel: join(dir, 'no-such-vmlinux') })), (err: Error & { code?: string }) => {

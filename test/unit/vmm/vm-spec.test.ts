@@ -19,17 +19,17 @@ function argValue(args: string[], flag: string): string[] {
   return args.flatMap((a, i) => (a === flag ? [args[i + 1]!] : []));
 }
 
-test('defaults are filled in and the command line boots paused, sandboxed, with a pid file', () => {
+test('defaults are filled in and the command line boots at once, sandboxed, with a pid file', () => {
   const spec = validateVmSpec(base);
   assert.equal(spec.maxCpus, 1);
   assert.equal(spec.pcieRootPorts, 2);
   const args = qemuArgs(spec, vmPaths(spec.dir));
-  assert.ok(args.includes('-S'));
+  assert.ok(!args.includes('-S'), 'no -S: the guest boots while QMP connects');
   assert.deepEqual(argValue(args, '-pidfile'), ['/run/frakti/vm/pod-1/qemu.pid']);
   assert.ok(args.includes('-nodefaults') && args.includes('-no-user-config'));
   assert.match(argValue(args, '-sandbox')[0]!, /^on,/);
   assert.deepEqual(argValue(args, '-machine'), ['q35,usb=off,vmport=off,smbus=off,sata=off']);
-  assert.deepEqual(argValue(args, '-accel'), ['tcg,tb-size=8']);
+  assert.deepEqual(argValue(args, '-accel'), ['tcg,tb-size=10']);
   assert.deepEqual(argValue(qemuArgs(validateVmSpec({ ...base, tcgCacheMiB: 12 }), vmPaths(spec.dir)), '-accel'), ['tcg,tb-size=12']);
   assert.deepEqual(argValue(args, '-cpu'), ['max']);
   assert.deepEqual(argValue(args, '-bios'), ['/usr/share/qemu/qboot.rom']);
