@@ -1,8 +1,9 @@
-// ImageService/ListImages (and StreamImages, the same list in one message):
+// ImageService/ListImages (and StreamImages, the same list an image a message):
 // every image, or only the one the filter's ImageSpec names.
 import type { ListImagesRequest, ListImagesResponse } from './cri-types.js';
 import { imageRefOf, toCriImage } from './image-mapping.js';
 import type { GetImageStore } from './image-store-holder.js';
+import { streamedList } from './list-streaming.js';
 
 export function makeImageList(store: GetImageStore) {
   return async function imageList(req: ListImagesRequest): Promise<ListImagesResponse> {
@@ -14,8 +15,5 @@ export function makeImageList(store: GetImageStore) {
 }
 
 export function makeImageStream(store: GetImageStore) {
-  const list = makeImageList(store);
-  return async function imageStream(req: ListImagesRequest, _ctx: unknown, send: (m: ListImagesResponse) => void): Promise<void> {
-    send(await list(req));
-  };
+  return streamedList(makeImageList(store), (r) => r.images, (x) => ({ images: [x] }));
 }

@@ -17,8 +17,12 @@ export interface CallContext {
 }
 
 export type UnaryHandler<Req, Res> = (req: Req, ctx: CallContext) => Promise<Res>;
-/** A server-streaming handler: `send` writes one response message. */
-export type StreamHandler<Req, Res> = (req: Req, ctx: CallContext, send: (msg: Res) => void) => Promise<void>;
+/**
+ * A server-streaming handler: `send` writes one response message. Its promise
+ * waits while the client reads slower than we write (gRPC's buffer is full),
+ * so a handler that awaits it holds at most one buffer of unread messages.
+ */
+export type StreamHandler<Req, Res> = (req: Req, ctx: CallContext, send: (msg: Res) => Promise<void>) => Promise<void>;
 
 const log = logger('cri');
 
@@ -142,6 +146,20 @@ export function wrapUnary<Req, Res>(gate: CallGate, rpc: string, handler: UnaryH
   };
 }
 
+/** Resolves once the call's write buffer drains, or the call is cancelled (then nothing more is read). */
+function drained(call: ServerWritableStream<unknown, unknown>, signal: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      call.off('drain', done);
+      signal.removeEventListener('abort', done);
+      resolve();
+    };
+    if (signal.aborted) return resolve();
+    call.on('drain', done);
+    signal.addEventListener('abort', done);
+  });
+}
+
 export function wrapServerStream<Req, Res>(gate: CallGate, rpc: string, handler: StreamHandler<Req, Res>) {
   return (call: ServerWritableStream<Req, Res>): void => {
     const start = process.hrtime.bigint();
@@ -157,7 +175,7 @@ export function wrapServerStream<Req, Res>(gate: CallGate, rpc: string, handler:
     const { ctx, abort, settle } = contextOf(rpc, call as unknown as AnyCall);
     gate.track(abort);
     Promise.resolve()
-      .then(() => handler(call.request, ctx, (msg) => void call.write(msg)))
+      .then(() => handler(call.request, ctx, (msg) => (call.write(msg) ? Promise.resolve() : drained(call, ctx.signal))))
       .finally(settle)
       .then(
         () => {

@@ -23,6 +23,7 @@ import { makeExecSync } from './container-exec-sync.js';
 import { makeUpdateContainerResources } from './container-update-resources.js';
 import { makeReopenContainerLog } from './container-reopen-log.js';
 import { makeAttach, makeExec, makePortForward, type StreamingDeps } from './container-streaming.js';
+import { streamedList } from './list-streaming.js';
 import { makeContainerStats, makeListContainerStats, makeListPodSandboxStats, makePodSandboxStats } from './container-stats.js';
 
 export type RuntimeServiceDeps = RuntimeStatusDeps & { pods?: PodDeps; streaming?: StreamingDeps['streaming'] };
@@ -50,6 +51,16 @@ function podHandlers(d: PodDeps) {
   };
 }
 
+/** KEP-5825's Stream* calls: the List* answers, an item a message. */
+function podListStreams(d: PodDeps) {
+  return {
+    StreamPodSandboxes: streamedList(makeListPodSandbox(d), (r) => r.items, (x) => ({ pod_sandboxes: [x] })),
+    StreamContainers: streamedList(makeListContainers(d), (r) => r.containers, (x) => ({ containers: [x] })),
+    StreamContainerStats: streamedList(makeListContainerStats(d), (r) => r.stats, (x) => ({ container_stats: [x] })),
+    StreamPodSandboxStats: streamedList(makeListPodSandboxStats(d), (r) => r.stats, (x) => ({ pod_sandbox_stats: [x] })),
+  };
+}
+
 function streamingHandlers(d: StreamingDeps) {
   return { Exec: makeExec(d), Attach: makeAttach(d), PortForward: makePortForward(d) };
 }
@@ -66,5 +77,6 @@ export function runtimeHandlers(deps: RuntimeServiceDeps = {}): HandlerTable {
       ...(deps.pods ? podHandlers(deps.pods) : {}),
       ...(deps.pods && deps.streaming ? streamingHandlers({ ...deps.pods, streaming: deps.streaming }) : {}),
     },
+    stream: deps.pods ? podListStreams(deps.pods) : {},
   };
 }

@@ -418,6 +418,19 @@ test('five pods at once', async (t) => {
   }
   assert.equal(ips.size, 5, 'every pod has its own IP');
   assert.equal((await rt.ListPodSandbox!({ filter: { state: { state: 'SANDBOX_READY' } } })).items.length, 5);
+  // The Stream* calls (KEP-5825): what the List* calls answer, one item a message, filters honoured.
+  type Msg = Record<string, { id?: string; attributes?: { id: string } }[]>;
+  const streamed = async (rpc: string, field: string, req: Record<string, unknown>) => {
+    const msgs = (await d.client.runtimeStream[rpc]!(req)) as Msg[];
+    assert.ok(msgs.every((m) => m[field]!.length === 1), `${rpc}: one item a message`);
+    return msgs.map((m) => m[field]![0]!.id ?? m[field]![0]!.attributes!.id).sort();
+  };
+  const podIds = pods.map((p) => p.pod).sort();
+  assert.deepEqual(await streamed('StreamPodSandboxes', 'pod_sandboxes', { filter: { state: { state: 'SANDBOX_READY' } } }), podIds);
+  assert.deepEqual(await streamed('StreamPodSandboxes', 'pod_sandboxes', { filter: { state: { state: 'SANDBOX_NOTREADY' } } }), []);
+  assert.deepEqual(await streamed('StreamContainers', 'containers', { filter: { pod_sandbox_id: pods[0]!.pod } }), [pods[0]!.c]);
+  assert.deepEqual(await streamed('StreamContainerStats', 'container_stats', {}), pods.map((p) => p.c).sort());
+  assert.deepEqual(await streamed('StreamPodSandboxStats', 'pod_sandbox_stats', {}), podIds);
   await Promise.all(pods.map((p) => rt.RemovePodSandbox!({ pod_sandbox_id: p.pod }, { timeoutMs: 120_000 })));
   assert.deepEqual(await vmProcessesUnder(d.dir), []);
 });

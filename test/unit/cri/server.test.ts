@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
 import { execFileSync } from 'node:child_process';
-import { status } from '@grpc/grpc-js';
+import { credentials, status, type ClientReadableStream } from '@grpc/grpc-js';
 import winston from 'winston';
 import { CriServer, SOCKET_MODE } from '../../../src/cri/server.js';
 import { SocketError } from '../../../src/cri/errors.js';
@@ -16,6 +16,8 @@ import { ImageNotFoundError } from '../../../src/image/index.js';
 import { setLogger, setLogLevel } from '../../../src/lib/log.js';
 import type { HandlerTable } from '../../../src/cri/service-table.js';
 import type { CallContext } from '../../../src/cri/rpc-wrapper.js';
+import { streamedList } from '../../../src/cri/list-streaming.js';
+import { loadCriServices } from '../../../src/cri/proto.js';
 import { criClient, grpcError } from '../../helpers/cri-client.js';
 
 async function tempDir(t: { after: (fn: () => Promise<void>) => void }): Promise<string> {
@@ -202,4 +204,67 @@ test('stop cuts calls that outlive the bound', async (t) => {
   assert.ok([status.UNAVAILABLE, status.CANCELLED].includes((await slow).code));
   assert.deepEqual(h.aborted, ['RuntimeService/StartContainer']);
   await assert.rejects(stat(socket), /ENOENT/);
+});
+
+test('Stream* answers an item a message, past the unary size limit; none for an empty list; a cancelled call sends nothing', async (t) => {
+  const dir = await tempDir(t);
+  const socket = join(dir, 'cri.sock');
+  // 1200 containers with a 20 KB annotation each: 24 MB, more than a unary answer may carry.
+  let containers = Array.from({ length: 1200 }, (_, i) => ({ id: `c${i}`, annotations: { big: 'x'.repeat(20_000) } }));
+  let listDelayMs = 0;
+  let produced = 0;
+  const runtime: HandlerTable = {
+    unary: { ListContainers: async () => ({ containers }) },
+    stream: {
+      StreamContainers: streamedList(
+        async () => {
+          await sleep(listDelayMs);
+          return { containers };
+        },
+        (r) => r.containers,
+        (x) => {
+          produced++;
+          return { containers: [x] };
+        },
+      ),
+      StreamPodSandboxes: streamedList(
+        async () => {
+          throw new ImageNotFoundError('busybox');
+        },
+        (r: { items: unknown[] }) => r.items,
+        (x) => ({ pod_sandboxes: [x] }),
+      ),
+    },
+  };
+  const server = await CriServer.listen({ socketPath: socket, runtime, image: { unary: {} } });
+  t.after(() => server.stop());
+  server.gate.setReady();
+  const c = criClient(socket);
+  t.after(() => c.close());
+
+  const tooBig = await grpcError(c.runtime.ListContainers!({}));
+  assert.equal(tooBig.code, status.RESOURCE_EXHAUSTED, 'the unary answer is over the client limit');
+  const msgs = await c.runtimeStream.StreamContainers!({});
+  assert.equal(msgs.length, containers.length);
+  assert.ok(msgs.every((m: { containers: unknown[] }) => m.containers.length === 1));
+  assert.deepEqual(msgs.map((m: { containers: { id: string }[] }) => m.containers[0]!.id), containers.map((x) => x.id));
+
+  // A failing list is the call's status; an empty one ends the stream with no message.
+  assert.equal((await grpcError(c.runtimeStream.StreamPodSandboxes!({}))).code, status.NOT_FOUND);
+  containers = [];
+  assert.deepEqual(await c.runtimeStream.StreamContainers!({}), []);
+
+  // Cancelled while the list is being made: nothing is sent.
+  containers = [{ id: 'late', annotations: { big: '' } }];
+  listDelayMs = 400;
+  produced = 0;
+  const { RuntimeService } = loadCriServices();
+  const raw = new RuntimeService(`unix://${socket}`, credentials.createInsecure());
+  t.after(() => raw.close());
+  const call = (raw as unknown as { StreamContainers(req: object): ClientReadableStream<unknown> }).StreamContainers({});
+  call.on('error', () => {});
+  await sleep(100);
+  call.cancel();
+  await sleep(700);
+  assert.equal(produced, 0, 'nothing produced for a cancelled call');
 });
