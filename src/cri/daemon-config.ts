@@ -19,6 +19,7 @@
 //   [pod]
 //   default_cpus = 1                   # --default-cpus
 //   default_memory_mb = 256            # --default-memory-mb
+//   max_memory_mb = 0                  # --max-memory-mb (how far a pod VM's memory grows in place; 0: the host's)
 //   tcg_cache_mb = 10                  # --tcg-cache-mb (only without KVM: memory per pod against speed)
 //   [image]
 //   max_concurrent_downloads = 3
@@ -60,7 +61,9 @@ export interface DaemonConfig {
   defaultCpus: number;
   /** Memory of a pod VM when the pod gives no resources. Default 256. */
   defaultMemoryMb: number;
-  /** Under TCG, each pod VM's translation cache in MiB. Default 8. */
+  /** How far a pod VM's memory can grow in an in-place resize; 0: the host's memory. Default 0. */
+  maxMemoryMb: number;
+  /** Under TCG, each pod VM's translation cache in MiB. Default 10. */
   tcgCacheMb: number;
   image: {
     /** Layer downloads at once per pull. Default 3. */
@@ -89,6 +92,7 @@ export function defaultConfig(paths: DefaultPaths): DaemonConfig {
     streamIdleTimeoutMs: DEFAULT_STREAM_IDLE_TIMEOUT_MS,
     defaultCpus: 1,
     defaultMemoryMb: 256,
+    maxMemoryMb: 0,
     tcgCacheMb: DEFAULT_TCG_CACHE_MIB,
     image: { maxConcurrentDownloads: 3, insecureRegistries: [], mirrors: {} },
   };
@@ -138,6 +142,7 @@ const SCHEMA: Spec = {
       fields: {
         default_cpus: { kind: 'int', min: 1, max: 256 },
         default_memory_mb: { kind: 'int', min: 64, max: 1024 * 1024 },
+        max_memory_mb: { kind: 'int', min: 0, max: 1024 * 1024 },
         tcg_cache_mb: { kind: 'int', min: MIN_TCG_CACHE_MIB, max: MAX_TCG_CACHE_MIB },
       },
     },
@@ -232,6 +237,7 @@ function applyFile(base: DaemonConfig, doc: any): DaemonConfig {
   const p = doc.pod ?? {};
   if (p.default_cpus !== undefined) c.defaultCpus = Number(p.default_cpus);
   if (p.default_memory_mb !== undefined) c.defaultMemoryMb = Number(p.default_memory_mb);
+  if (p.max_memory_mb !== undefined) c.maxMemoryMb = Number(p.max_memory_mb);
   if (p.tcg_cache_mb !== undefined) c.tcgCacheMb = Number(p.tcg_cache_mb);
   const i = doc.image ?? {};
   if (i.max_concurrent_downloads !== undefined) c.image.maxConcurrentDownloads = Number(i.max_concurrent_downloads);

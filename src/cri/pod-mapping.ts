@@ -48,14 +48,19 @@ function checkNamespaces(ns: NamespaceOption | null | undefined, where: string):
 
 /** The VM's vCPUs and memory: from the pod's resources and overhead when kubelet sends them. */
 export function vmSize(linux: PodSandboxConfig['linux'], s: VmSizing): { cpus: number; memoryMiB: number } {
-  const r = linux?.resources;
-  const o = linux?.overhead;
+  const t = vmSizeFor(linux?.resources, linux?.overhead, s);
+  return { cpus: t.cpus ?? s.defaultCpus, memoryMiB: t.memoryMiB ?? s.defaultMemoryMiB };
+}
+
+/** What resources plus overhead ask of the VM; a dimension they leave unset stays unset. */
+export function vmSizeFor(r: LinuxContainerResources | null | undefined, o: LinuxContainerResources | null | undefined, s: VmSizing): { cpus?: number; memoryMiB?: number } {
   const period = int(r?.cpu_period) || int(o?.cpu_period) || 100_000;
   const quota = Math.max(0, int(r?.cpu_quota)) + Math.max(0, int(o?.cpu_quota));
   const mem = Math.max(0, int(r?.memory_limit_in_bytes)) + Math.max(0, int(o?.memory_limit_in_bytes));
-  const cpus = quota > 0 ? Math.min(s.maxCpus, Math.max(1, Math.ceil(quota / period))) : s.defaultCpus;
-  const memoryMiB = mem > 0 ? Math.ceil(mem / MIB) + s.guestOverheadMiB : s.defaultMemoryMiB;
-  return { cpus, memoryMiB };
+  return {
+    ...(quota > 0 ? { cpus: Math.min(s.maxCpus, Math.max(1, Math.ceil(quota / period))) } : {}),
+    ...(mem > 0 ? { memoryMiB: Math.ceil(mem / MIB) + s.guestOverheadMiB } : {}),
+  };
 }
 
 export function toPodSpec(config: PodSandboxConfig | null, runtimeHandler: string, sizing: VmSizing): PodSpec {

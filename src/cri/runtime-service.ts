@@ -13,6 +13,7 @@ import { makeStopPodSandbox } from './sandbox-stop.js';
 import { makeRemovePodSandbox } from './sandbox-remove.js';
 import { makePodSandboxStatus } from './sandbox-status.js';
 import { makeListPodSandbox } from './sandbox-list.js';
+import { makeUpdatePodSandboxResources } from './sandbox-update-resources.js';
 import { makeCreateContainer } from './container-create.js';
 import { makeStartContainer } from './container-start.js';
 import { makeStopContainer } from './container-stop.js';
@@ -48,6 +49,7 @@ function podHandlers(d: PodDeps) {
     ListContainerStats: makeListContainerStats(d),
     PodSandboxStats: makePodSandboxStats(d),
     ListPodSandboxStats: makeListPodSandboxStats(d),
+    UpdatePodSandboxResources: makeUpdatePodSandboxResources(d),
   };
 }
 

@@ -31,6 +31,13 @@ export interface PodManagerOptions {
   /** VM size when the pod does not say. */
   defaultCpus: number;
   defaultMemoryMiB: number;
+  /**
+   * How far a pod VM can grow in place (UpdatePodSandboxResources): its
+   * memory (maxmem; only address space until used) and, under KVM, its vCPUs.
+   * Unset: VMs keep their boot size.
+   */
+  maxMemoryMiB?: number;
+  maxCpus?: number;
   /** Use vhost-vsock for the agent channel (where /dev/vhost-vsock exists), else virtio-serial. */
   vsock: boolean;
 }

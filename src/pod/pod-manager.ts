@@ -9,6 +9,7 @@ import { containerName, createContainer, follow, removeContainer, startContainer
 import { execProcess, execSync, type ExecOptions, type ExecSyncResult } from './exec-ops.js';
 import { markContainersGone, removePodSandbox, runPodSandbox, stopPodSandbox, watchVm } from './sandbox-ops.js';
 import { PodError } from './errors.js';
+import { resizePod, type PodSize } from './resize-ops.js';
 import { addOutputTap, attachContainer, portForward, startExec, type AttachSession, type ExecSession } from './stream-ops.js';
 import type { ContainerResources, ContainerSpec, PodSpec } from './types.js';
 import type { ContainerStats, PodAgent } from './agent-port.js';
@@ -184,6 +185,11 @@ export class PodManager {
     const live = this.ctx.livePods.get(full);
     if (!live) throw new PodError('FAILED_PRECONDITION', `pod ${full} is not running`);
     return live.agent;
+  }
+
+  /** In-place pod resize: the VM grows to at least this size (never shrinks); answers its size after. */
+  resizePod(podId: string, want: PodSize): Promise<{ cpus: number; memoryMiB: number }> {
+    return resizePod(this.ctx, this.resolvePodId(podId), want);
   }
 
   async updateResources(id: string, r: ContainerResources): Promise<void> {

@@ -28,7 +28,8 @@ export const POD_STOP_GRACE_MS = 10_000;
 export const NIC_APPEAR_TIMEOUT_MS = 10_000;
 const NIC_POLL_MS = 50;
 
-function guard<T>(ctx: PodContext, id: string, what: string, fn: () => Promise<T>): Promise<T> {
+/** One operation at a time per pod: a second one meanwhile is FAILED_PRECONDITION. */
+export function guard<T>(ctx: PodContext, id: string, what: string, fn: () => Promise<T>): Promise<T> {
   if (ctx.busy.has(id)) return Promise.reject(new PodError('FAILED_PRECONDITION', `${what}: another operation on ${id} is under way`));
   ctx.busy.add(id);
   return fn().finally(() => ctx.busy.delete(id));
@@ -150,6 +151,9 @@ async function launch(ctx: PodContext, id: string, spec: PodSpec, netnsPath: str
     dir: ctx.vmDir(id),
     cpus: spec.cpus,
     memoryMiB: spec.memoryMiB,
+    // Room to grow in place. vCPUs only under KVM: there QEMU adds them safely (see hotplugCpus).
+    maxMemoryMiB: Math.max(spec.memoryMiB, ctx.opts.maxMemoryMiB ?? 0),
+    maxCpus: ctx.opts.accel === 'kvm' ? Math.max(spec.cpus, ctx.opts.maxCpus ?? 0) : spec.cpus,
     kernel: ctx.opts.guest.kernel,
     initrd: ctx.opts.guest.initrd,
     accel: ctx.opts.accel,

@@ -3,6 +3,7 @@
 // agent's job); frakti only adds and removes devices.
 import { VmError } from './errors.js';
 import type { QmpClient } from './qmp-client.js';
+import { MEMORY_HOTPLUG_SLOTS } from './qemu-args.js';
 
 export const DEVICE_DELETE_TIMEOUT_MS = 15_000;
 /** x86 Linux onlines memory in 128 MiB blocks. */
@@ -73,6 +74,35 @@ export async function hotplugMemory(qmp: QmpClient, id: string, sizeMiB: number,
 export async function listMemoryDevices(qmp: QmpClient): Promise<MemoryDevice[]> {
   const devs = await qmp.execute<{ type: string; data: { id?: string; size: number } }[]>('query-memory-devices');
   return devs.filter((d) => d.type === 'dimm' && d.data.id).map((d) => ({ id: d.data.id!, sizeMiB: d.data.size / (1024 * 1024) }));
+}
+
+/** The guest's RAM now, boot memory and DIMMs together, and its vCPUs. */
+export async function vmSizeNow(qmp: QmpClient): Promise<{ cpus: number; memoryMiB: number }> {
+  const mem = await qmp.execute<{ 'base-memory': number; 'plugged-memory'?: number }>('query-memory-size-summary');
+  const cpus = await qmp.execute<unknown[]>('query-cpus-fast');
+  return { cpus: cpus.length, memoryMiB: Math.round((mem['base-memory'] + (mem['plugged-memory'] ?? 0)) / (1024 * 1024)) };
+}
+
+/**
+ * Grows the guest's RAM to at least targetMiB with one DIMM (whole 128 MiB
+ * blocks), within maxMiB (the VM's maxmem) and its free slots. Returns the
+ * MiB added (0 when it already has that much).
+ */
+export async function growMemory(qmp: QmpClient, targetMiB: number, maxMiB: number, shared: boolean): Promise<number> {
+  const { memoryMiB } = await vmSizeNow(qmp);
+  if (targetMiB <= memoryMiB) return 0;
+  const add = Math.ceil((targetMiB - memoryMiB) / MEMORY_BLOCK_MIB) * MEMORY_BLOCK_MIB;
+  if (memoryMiB + add > maxMiB) {
+    throw new VmError('HOTPLUG', `memory can grow to at most ${maxMiB} MiB (the VM's maximum); ${memoryMiB + add} MiB asked`);
+  }
+  const dimms = await listMemoryDevices(qmp);
+  if (dimms.length >= MEMORY_HOTPLUG_SLOTS) throw new VmError('HOTPLUG', `all ${MEMORY_HOTPLUG_SLOTS} memory slots of the VM are used`);
+  // Ids from what QEMU holds, not from our memory: right after a restart too.
+  const taken = new Set(dimms.map((d) => d.id));
+  let n = dimms.length;
+  while (taken.has(`mem${n}`)) n++;
+  await hotplugMemory(qmp, `mem${n}`, add, shared);
+  return add;
 }
 
 export interface BlockDevice {

@@ -3,6 +3,7 @@
 // within a bound and removes its socket.
 import { mkdir } from 'node:fs/promises';
 import { parseArgs } from 'node:util';
+import { availableParallelism, totalmem } from 'node:os';
 import { errorMessage } from '../../lib/errors.js';
 import { logger, setLogLevel, type Level } from '../../lib/log.js';
 import { FRAKTI_VERSION } from '../../lib/version.js';
@@ -31,6 +32,11 @@ import { choosePodNetwork } from '../../pod/pod-network-source.js';
 const GUEST_OVERHEAD_MIB = 64;
 const MAX_POD_CPUS = 64;
 
+/** The host's memory in whole 128 MiB blocks (x86 Linux hot-adds memory in those). */
+function hostMemoryMiB(): number {
+  return Math.floor(totalmem() / (128 * 1024 * 1024)) * 128;
+}
+
 async function vsockUsable(): Promise<boolean> {
   return access('/dev/vhost-vsock', constants.R_OK | constants.W_OK).then(
     () => true,
@@ -54,6 +60,8 @@ options:
   --log-level LEVEL          ${LOG_LEVELS.join(', ')} (default info)
   --default-cpus N           vCPUs of a pod VM without resources (default 1)
   --default-memory-mb N      memory of a pod VM without resources (default 256)
+  --max-memory-mb N          how far a pod VM's memory grows when kubelet resizes the
+                             pod in place (default 0: the host's memory)
   --tcg-cache-mb N           without KVM: each pod VM's TCG translation cache, 8..1024
                              (default 10; 8 saves ~2 MiB per pod, but busy guests
                              run over ten times slower)
@@ -102,6 +110,7 @@ export async function resolveConfig(argv: string[]): Promise<{ cfg: DaemonConfig
         'log-level': { type: 'string' },
         'default-cpus': { type: 'string' },
         'default-memory-mb': { type: 'string' },
+        'max-memory-mb': { type: 'string' },
         'tcg-cache-mb': { type: 'string' },
         'insecure-registry': { type: 'string', multiple: true },
         'shutdown-timeout-ms': { type: 'string' },
@@ -130,6 +139,7 @@ export async function resolveConfig(argv: string[]): Promise<{ cfg: DaemonConfig
   }
   cfg.defaultCpus = intFlag('default-cpus', values['default-cpus'], 1, 256) ?? cfg.defaultCpus;
   cfg.defaultMemoryMb = intFlag('default-memory-mb', values['default-memory-mb'], 64, 1024 * 1024) ?? cfg.defaultMemoryMb;
+  cfg.maxMemoryMb = intFlag('max-memory-mb', values['max-memory-mb'], 0, 1024 * 1024) ?? cfg.maxMemoryMb;
   cfg.tcgCacheMb = intFlag('tcg-cache-mb', values['tcg-cache-mb'], MIN_TCG_CACHE_MIB, MAX_TCG_CACHE_MIB) ?? cfg.tcgCacheMb;
   cfg.shutdownTimeoutMs = intFlag('shutdown-timeout-ms', values['shutdown-timeout-ms'], 0, 600_000) ?? cfg.shutdownTimeoutMs;
   if (values['stream-address'] !== undefined) cfg.streamAddress = values['stream-address'];
@@ -229,7 +239,9 @@ export async function run(argv: string[]): Promise<number> {
     if (accel.accel === 'tcg') log.warn(accel.reason);
     else log.info('accelerator', { accel: accel.accel, reason: accel.reason });
     pods = new PodManager(
-      { rootDir: cfg.root, stateDir: cfg.state, guest, accel: accel.accel, tcgCacheMiB: cfg.tcgCacheMb, defaultCpus: cfg.defaultCpus, defaultMemoryMiB: cfg.defaultMemoryMb, vsock: await vsockUsable() },
+      { rootDir: cfg.root, stateDir: cfg.state, guest, accel: accel.accel, tcgCacheMiB: cfg.tcgCacheMb, defaultCpus: cfg.defaultCpus, defaultMemoryMiB: cfg.defaultMemoryMb,
+        // Room for in-place resizes: address space, and possible vCPUs, until used.
+        maxMemoryMiB: cfg.maxMemoryMb || hostMemoryMiB(), maxCpus: Math.min(MAX_POD_CPUS, availableParallelism()), vsock: await vsockUsable() },
       {
         images: images.get(),
         network: async () => {

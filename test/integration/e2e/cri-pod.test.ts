@@ -201,6 +201,51 @@ async function runningPod(t: { after(fn: () => unknown): void }, daemonName: str
   return { d, rt, logDir, config, pod };
 }
 
+test('an in-place resize grows the pod VM: memory as a DIMM the guest uses, never a shrink; vCPUs only under KVM', async (t) => {
+  const { rt, config, pod } = await runningPod(t, 'resize', 'resizing');
+  const { container_id: c } = await rt.CreateContainer!({ pod_sandbox_id: pod, config: containerConfig('main', ['sleep', '1000']), sandbox_config: config });
+  await rt.StartContainer!({ container_id: c });
+  const sh = async (cmd: string) => Buffer.from((await rt.ExecSync!({ container_id: c, cmd: ['sh', '-c', cmd], timeout: '60' })).stdout).toString().trim();
+  const memTotalKiB = async () => Number(/MemTotal:\s+(\d+)/.exec(await sh('cat /proc/meminfo'))![1]);
+  // A 400 MB buffer needs more than the 256 MiB VM has.
+  const bigBuffer = 'dd if=/dev/zero of=/dev/null bs=400M count=1 2>/dev/null; echo rc=$?';
+  const before = await memTotalKiB();
+  assert.doesNotMatch(await sh(bigBuffer), /rc=0/);
+  const MiB = 1024 * 1024;
+
+  // 640 MiB for the containers, plus the guest's own 64: one 512 MiB DIMM (whole 128 MiB blocks) on top of 256.
+  await rt.UpdatePodSandboxResources!({ pod_sandbox_id: pod, resources: { memory_limit_in_bytes: String(640 * MiB) } });
+  assert.equal((await memTotalKiB()) - before, 512 * 1024, 'the guest sees 512 MiB more');
+  assert.match(await sh(bigBuffer), /rc=0/, 'and uses it');
+  // Files still go through virtio-fs, whose daemon now maps the new memory too.
+  assert.equal(await sh('dd if=/dev/zero of=/resized bs=1M count=64 2>/dev/null; wc -c < /resized'), String(64 * MiB));
+
+  // Smaller: the VM keeps what it has (the containers' cgroups hold them to less).
+  await rt.UpdatePodSandboxResources!({ pod_sandbox_id: pod, resources: { memory_limit_in_bytes: String(128 * MiB) } });
+  assert.equal((await memTotalKiB()) - before, 512 * 1024);
+
+  // Two vCPUs: added under KVM; under TCG refused with the reason (QEMU 7.2 can abort adding one).
+  const vmPid = JSON.parse((await rt.PodSandboxStatus!({ pod_sandbox_id: pod, verbose: true })).info.info).vmPid as number;
+  const tcg = (await readFile(`/proc/${vmPid}/cmdline`, 'utf8')).split('\0').some((a) => a.startsWith('tcg'));
+  const cpuUp = rt.UpdatePodSandboxResources!({ pod_sandbox_id: pod, resources: { cpu_quota: '200000', cpu_period: '100000' } });
+  if (tcg) {
+    const e = await grpcError(cpuUp);
+    assert.equal(e.code, status.FAILED_PRECONDITION);
+    assert.match(e.details, /vCPUs stay at 1: .*KVM/);
+    assert.equal(await sh('nproc'), '1');
+  } else {
+    await cpuUp;
+    await waitFor('a second vCPU online', async () => (await sh('nproc')) === '2', 10_000);
+  }
+
+  assert.equal((await grpcError(rt.UpdatePodSandboxResources!({ pod_sandbox_id: 'f'.repeat(64), resources: {} }))).code, status.NOT_FOUND);
+  assert.equal((await grpcError(rt.UpdatePodSandboxResources!({ pod_sandbox_id: '' }))).code, status.INVALID_ARGUMENT);
+  await rt.StopPodSandbox!({ pod_sandbox_id: pod });
+  const stopped = await grpcError(rt.UpdatePodSandboxResources!({ pod_sandbox_id: pod, resources: { memory_limit_in_bytes: String(2048 * MiB) } }));
+  assert.equal(stopped.code, status.FAILED_PRECONDITION);
+  assert.match(stopped.details, /not running/);
+});
+
 test('exec, attach and port-forward through the streaming URLs, as kubectl does them', async (t) => {
   // A bigger translation cache, as an operator of busy pods without KVM would set it.
   const { rt, logDir, config, pod } = await runningPod(t, 'stream', 'streams', ['--tcg-cache-mb', '12']);

@@ -25,6 +25,7 @@ idle_timeout_ms = 60000
 [pod]
 default_cpus = 2
 default_memory_mb = 512
+max_memory_mb = 4096
 tcg_cache_mb = 12
 [image]
 max_concurrent_downloads = 5
@@ -45,6 +46,7 @@ endpoint = ["https://mirror.example.com"]
   assert.equal(c.streamIdleTimeoutMs, 60000);
   assert.equal(c.defaultCpus, 2);
   assert.equal(c.defaultMemoryMb, 512);
+  assert.equal(c.maxMemoryMb, 4096);
   assert.equal(c.tcgCacheMb, 12);
   assert.deepEqual(c.image, { maxConcurrentDownloads: 5, insecureRegistries: ['reg.local:5000'], mirrors: { 'docker.io': ['https://mirror.example.com'] } });
 });
