@@ -8,10 +8,12 @@ export function makePodSandboxStatus(d: PodDeps) {
     const pod = pods.pod(req.pod_sandbox_id);
     const info: Record<string, string> = {};
     if (req.verbose) {
+      // The size now: an in-place resize grows the VM past the one it booted with.
+      const now = await pods.vmSizeNow(pod.meta.id).catch(() => undefined);
       info.info = JSON.stringify({
         vmPid: pod.status.vmPid ?? null,
-        vcpus: pod.meta.spec.cpus,
-        memoryMiB: pod.meta.spec.memoryMiB,
+        vcpus: now?.cpus ?? pod.meta.spec.cpus,
+        memoryMiB: now?.memoryMiB ?? pod.meta.spec.memoryMiB,
         netns: `/run/netns/${pod.meta.netns}`,
         reason: pod.status.reason ?? null,
         unfinishedCleanup: pod.status.unknown ?? null,

@@ -10,6 +10,7 @@ import { execProcess, execSync, type ExecOptions, type ExecSyncResult } from './
 import { markContainersGone, removePodSandbox, runPodSandbox, stopPodSandbox, watchVm } from './sandbox-ops.js';
 import { PodError } from './errors.js';
 import { resizePod, type PodSize } from './resize-ops.js';
+import { vmSizeNow } from '../vmm/index.js';
 import { addOutputTap, attachContainer, portForward, startExec, type AttachSession, type ExecSession } from './stream-ops.js';
 import type { ContainerResources, ContainerSpec, PodSpec } from './types.js';
 import type { ContainerStats, PodAgent } from './agent-port.js';
@@ -185,6 +186,12 @@ export class PodManager {
     const live = this.ctx.livePods.get(full);
     if (!live) throw new PodError('FAILED_PRECONDITION', `pod ${full} is not running`);
     return live.agent;
+  }
+
+  /** The running VM's size now (it grows with resizes); undefined when the pod has no running VM. */
+  async vmSizeNow(podId: string): Promise<{ cpus: number; memoryMiB: number } | undefined> {
+    const live = this.ctx.livePods.get(this.resolvePodId(podId));
+    return live ? vmSizeNow(live.vm.qmp) : undefined;
   }
 
   /** In-place pod resize: the VM grows to at least this size (never shrinks); answers its size after. */

@@ -216,6 +216,7 @@ test('an in-place resize grows the pod VM: memory as a DIMM the guest uses, neve
   // 640 MiB for the containers, plus the guest's own 64: one 512 MiB DIMM (whole 128 MiB blocks) on top of 256.
   await rt.UpdatePodSandboxResources!({ pod_sandbox_id: pod, resources: { memory_limit_in_bytes: String(640 * MiB) } });
   assert.equal((await memTotalKiB()) - before, 512 * 1024, 'the guest sees 512 MiB more');
+  assert.equal(JSON.parse((await rt.PodSandboxStatus!({ pod_sandbox_id: pod, verbose: true })).info.info).memoryMiB, 768, 'crictl inspectp shows the size now');
   assert.match(await sh(bigBuffer), /rc=0/, 'and uses it');
   // Files still go through virtio-fs, whose daemon now maps the new memory too.
   assert.equal(await sh('dd if=/dev/zero of=/resized bs=1M count=64 2>/dev/null; wc -c < /resized'), String(64 * MiB));
