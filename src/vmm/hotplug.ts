@@ -91,10 +91,10 @@ export async function vmSizeNow(qmp: QmpClient): Promise<{ cpus: number; memoryM
 export async function growMemory(qmp: QmpClient, targetMiB: number, maxMiB: number, shared: boolean): Promise<number> {
   const { memoryMiB } = await vmSizeNow(qmp);
   if (targetMiB <= memoryMiB) return 0;
-  const add = Math.ceil((targetMiB - memoryMiB) / MEMORY_BLOCK_MIB) * MEMORY_BLOCK_MIB;
-  if (memoryMiB + add > maxMiB) {
-    throw new VmError('HOTPLUG', `memory can grow to at most ${maxMiB} MiB (the VM's maximum); ${memoryMiB + add} MiB asked`);
-  }
+  if (targetMiB > maxMiB) throw new VmError('HOTPLUG', `memory can grow to at most ${maxMiB} MiB (the VM's maximum); ${targetMiB} MiB asked`);
+  // Whole blocks, rounded up, but never past the maximum: the last part block is left out there.
+  const add = Math.min(Math.ceil((targetMiB - memoryMiB) / MEMORY_BLOCK_MIB), Math.floor((maxMiB - memoryMiB) / MEMORY_BLOCK_MIB)) * MEMORY_BLOCK_MIB;
+  if (add <= 0) throw new VmError('HOTPLUG', `memory: ${targetMiB} MiB asked, and less than a ${MEMORY_BLOCK_MIB} MiB block is left below the VM's maximum of ${maxMiB} MiB`);
   const dimms = await listMemoryDevices(qmp);
   if (dimms.length >= MEMORY_HOTPLUG_SLOTS) throw new VmError('HOTPLUG', `all ${MEMORY_HOTPLUG_SLOTS} memory slots of the VM are used`);
   // Ids from what QEMU holds, not from our memory: right after a restart too.

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readdir, readFile, rm, truncate, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Vm, guestAssets, hotplugBlock, hotplugCpus, hotplugMemory, hotplugNic, listMemoryDevices, unplugBlock } from '../../../src/vmm/index.js';
+import { Vm, growMemory, guestAssets, hotplugBlock, hotplugCpus, hotplugMemory, hotplugNic, listMemoryDevices, unplugBlock, vmSizeNow } from '../../../src/vmm/index.js';
 import { execa } from 'execa';
 import { killLeftovers } from '../../helpers/vmm-leaks.js';
 
@@ -57,6 +57,15 @@ test('memory is added as DIMMs of whole blocks', async () => {
   await assert.rejects(hotplugMemory(vm.qmp, 'dimm1', 512, false), /QMP device_add/);
   await hotplugMemory(vm.qmp, 'dimm1', 256, false);
   assert.deepEqual((await listMemoryDevices(vm.qmp)).map((d) => d.id), ['dimm0', 'dimm1']);
+});
+
+test('growing memory counts what the VM has and stops at its maximum', async () => {
+  // 256 MiB at boot and the two DIMMs above: the VM is at its maxmem.
+  assert.equal((await vmSizeNow(vm.qmp)).memoryMiB, 768);
+  assert.equal(await growMemory(vm.qmp, 700, 768, false), 0, 'nothing to add');
+  await assert.rejects(growMemory(vm.qmp, 800, 768, false), /at most 768 MiB/);
+  await assert.rejects(growMemory(vm.qmp, 800, 800, false), /less than a 128 MiB block is left/);
+  assert.equal((await listMemoryDevices(vm.qmp)).length, 2);
 });
 
 test('a disk is plugged on a free root port and released by the guest on unplug', async () => {
