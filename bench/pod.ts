@@ -13,6 +13,15 @@ import { median, report, round, timeMs } from './runner.js';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
 const IDLE_SETTLE_MS = 2_000;
+const IDLE_CPU_WINDOW_MS = 10_000;
+/** USER_HZ: the unit of utime and stime in /proc/PID/stat. */
+const CLOCK_TICKS_PER_S = 100;
+
+/** CPU time (user + system) a process has used so far, in seconds. */
+async function cpuSeconds(pid: number): Promise<number> {
+  const fields = (await readFile(`/proc/${pid}/stat`, 'utf8')).split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_S;
+}
 
 async function pssKiB(pid: number): Promise<number> {
   const text = await readFile(`/proc/${pid}/smaps_rollup`, 'utf8');
@@ -53,6 +62,7 @@ async function main(): Promise<void> {
     // Where a pod start goes: RunPodSandbox, CreateContainer, StartContainer (with the status poll).
     const phases = { run: [] as number[], create: [] as number[], start: [] as number[] };
     let pss = { qemu: NaN, virtiofsd: NaN };
+    let idleCpuPercent = NaN;
     const kinds: PssKinds = { guest_ram: 0, files: 0, private: 0 };
     for (let i = 0; i < RUNS; i++) {
       const config = { metadata: { name: `bench-${i}`, uid: `u${i}`, namespace: 'bench', attempt: 0 }, log_directory: join(dir, 'logs', String(i)) };
@@ -82,10 +92,17 @@ async function main(): Promise<void> {
           return ps.length === 0 ? NaN : (await Promise.all(ps.map((p) => pssKiB(p.pid)))).reduce((a, b) => a + b, 0);
         };
         pss = { qemu: await sum('qemu-system-x86_64'), virtiofsd: await sum('/virtiofsd') };
-        for (const p of procs.filter((p) => /(qemu-system-x86_64|\/virtiofsd)$/.test(p.cmd.split(' ')[0] ?? ''))) {
+        const podProcs = procs.filter((p) => /(qemu-system-x86_64|\/virtiofsd)$/.test(p.cmd.split(' ')[0] ?? ''));
+        for (const p of podProcs) {
           const k = await pssKindsKiB(p.pid);
           for (const key of Object.keys(kinds) as (keyof PssKinds)[]) kinds[key] += k[key];
         }
+        // Host CPU the idle pod takes: what a node pays for each pod that does nothing.
+        const cpu = async () => (await Promise.all(podProcs.map((p) => cpuSeconds(p.pid)))).reduce((a, b) => a + b, 0);
+        const c0 = await cpu();
+        const t0 = performance.now();
+        await new Promise((r) => setTimeout(r, IDLE_CPU_WINDOW_MS));
+        idleCpuPercent = ((await cpu()) - c0) / ((performance.now() - t0) / 1000) * 100;
       }
       await rt.RemovePodSandbox!({ pod_sandbox_id: pod }, { timeoutMs: 60_000 });
     }
@@ -105,6 +122,7 @@ async function main(): Promise<void> {
       idle_pod_pss_mib: round((pss.qemu + pss.virtiofsd) / 1024, 1),
       qemu_pss_mib: round(pss.qemu / 1024, 1),
       virtiofsd_pss_mib: round(pss.virtiofsd / 1024, 1),
+      idle_pod_cpu_percent: round(idleCpuPercent, 2),
       pss_guest_ram_mib: round(kinds.guest_ram / 1024, 1),
       pss_mapped_files_mib: round(kinds.files / 1024, 1),
       pss_private_mib: round(kinds.private / 1024, 1),
