@@ -31,6 +31,12 @@ import { choosePodNetwork } from '../../pod/pod-network-source.js';
 /** Memory the guest kernel and agent need above the containers' limits. */
 const GUEST_OVERHEAD_MIB = 64;
 const MAX_POD_CPUS = 64;
+/**
+ * Under KVM, how many vCPUs a pod VM can grow to in place. Each possible vCPU
+ * costs the guest its per-CPU area (~150 KiB here) from boot on, used or not,
+ * so not every host core: 8.
+ */
+const GROWABLE_POD_CPUS = 8;
 
 /** The host's memory in whole 128 MiB blocks (x86 Linux hot-adds memory in those). */
 function hostMemoryMiB(): number {
@@ -241,7 +247,7 @@ export async function run(argv: string[]): Promise<number> {
     pods = new PodManager(
       { rootDir: cfg.root, stateDir: cfg.state, guest, accel: accel.accel, tcgCacheMiB: cfg.tcgCacheMb, defaultCpus: cfg.defaultCpus, defaultMemoryMiB: cfg.defaultMemoryMb,
         // Room for in-place resizes: address space, and possible vCPUs, until used.
-        maxMemoryMiB: cfg.maxMemoryMb || hostMemoryMiB(), maxCpus: Math.min(MAX_POD_CPUS, availableParallelism()), vsock: await vsockUsable() },
+        maxMemoryMiB: cfg.maxMemoryMb || hostMemoryMiB(), maxCpus: Math.min(GROWABLE_POD_CPUS, availableParallelism()), vsock: await vsockUsable() },
       {
         images: images.get(),
         network: async () => {
