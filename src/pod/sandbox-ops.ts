@@ -11,12 +11,12 @@ import { errorMessage } from '../lib/errors.js';
 import { logger } from '../lib/log.js';
 import { UndoStack } from '../lib/undo.js';
 import type { Vm } from '../vmm/index.js';
-import { GUEST_SHARE_DIR, SHARE_TAG, newId, podName, type PodContext } from './context.js';
+import { GUEST_SHARE_DIR, SHARE_TAG, newId, podName, type PodContext, type PodManagerOptions } from './context.js';
 import { PodError } from './errors.js';
 import { checkHostname, hostsFile, resolvConf } from './guest-files.js';
 import { attachPodNetwork, createPodNetns, tearDownPodNetwork, podNetnsName, type PodNetwork } from './pod-network.js';
 import { netnsPath } from '../network/index.js';
-import { destroyVmDir, hotplugNic } from '../vmm/index.js';
+import { MAX_MEMORY_MIB, MAX_VCPUS, destroyVmDir, hotplugNic } from '../vmm/index.js';
 import type { PodAgent } from './agent-port.js';
 import { removeContainer, stopContainerProcess } from './container-ops.js';
 import type { PodRecordMeta, PodSpec } from './types.js';
@@ -145,15 +145,26 @@ async function configureGuestNetwork(agent: PodAgent, net: PodNetwork): Promise<
   }
 }
 
+/**
+ * How far the pod's VM may grow in place (UpdatePodSandboxResources): never
+ * below its boot size, never past what a VM spec allows (a host with more
+ * memory than that must not make every pod fail to start). vCPUs only under
+ * KVM: there QEMU adds them safely (see hotplugCpus).
+ */
+export function growthRoom(spec: Pick<PodSpec, 'cpus' | 'memoryMiB'>, opts: Pick<PodManagerOptions, 'accel' | 'maxCpus' | 'maxMemoryMiB'>): { maxCpus: number; maxMemoryMiB: number } {
+  return {
+    maxMemoryMiB: Math.max(spec.memoryMiB, Math.min(MAX_MEMORY_MIB, opts.maxMemoryMiB ?? 0)),
+    maxCpus: opts.accel === 'kvm' ? Math.max(spec.cpus, Math.min(MAX_VCPUS, opts.maxCpus ?? 0)) : spec.cpus,
+  };
+}
+
 async function launch(ctx: PodContext, id: string, spec: PodSpec, netnsPath: string, netnsReady: Promise<unknown>): Promise<Vm> {
   const base = {
     id: id.slice(0, 32),
     dir: ctx.vmDir(id),
     cpus: spec.cpus,
     memoryMiB: spec.memoryMiB,
-    // Room to grow in place. vCPUs only under KVM: there QEMU adds them safely (see hotplugCpus).
-    maxMemoryMiB: Math.max(spec.memoryMiB, ctx.opts.maxMemoryMiB ?? 0),
-    maxCpus: ctx.opts.accel === 'kvm' ? Math.max(spec.cpus, ctx.opts.maxCpus ?? 0) : spec.cpus,
+    ...growthRoom(spec, ctx.opts),
     kernel: ctx.opts.guest.kernel,
     initrd: ctx.opts.guest.initrd,
     accel: ctx.opts.accel,

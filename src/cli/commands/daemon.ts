@@ -23,7 +23,7 @@ import {
 import { UsageError } from '../cli-error.js';
 import { constants } from 'node:fs';
 import { access } from 'node:fs/promises';
-import { MAX_TCG_CACHE_MIB, MIN_TCG_CACHE_MIB, Vm, chooseAccel, guestAssets, parseAccelChoice, type AccelChoice } from '../../vmm/index.js';
+import { MAX_TCG_CACHE_MIB, MEMORY_BLOCK_MIB, MIN_TCG_CACHE_MIB, Vm, chooseAccel, guestAssets, parseAccelChoice, type AccelChoice } from '../../vmm/index.js';
 import { waitForAgent } from '../../agent-protocol/index.js';
 import { PodError, PodManager } from '../../pod/index.js';
 import { choosePodNetwork } from '../../pod/pod-network-source.js';
@@ -38,9 +38,9 @@ const MAX_POD_CPUS = 64;
  */
 const GROWABLE_POD_CPUS = 8;
 
-/** The host's memory in whole 128 MiB blocks (x86 Linux hot-adds memory in those). */
+/** The host's memory in whole blocks of the size x86 Linux hot-adds memory in. */
 function hostMemoryMiB(): number {
-  return Math.floor(totalmem() / (128 * 1024 * 1024)) * 128;
+  return Math.floor(totalmem() / (MEMORY_BLOCK_MIB * 1024 * 1024)) * MEMORY_BLOCK_MIB;
 }
 
 async function vsockUsable(): Promise<boolean> {
