@@ -147,7 +147,11 @@ test('QEMU waits for the caller\'s preparation; a failed one undoes the share an
   let release!: () => void;
   const prepared = new Promise<void>((r) => (release = r));
   const launching = Vm.launch(spec(dir, { share: { source: share, tag: 'frakti' } }), { beforeQemu: prepared });
-  t.after(async () => (await launching.catch(() => undefined))?.stop({ timeoutMs: 5_000 }));
+  // Released first: a test failing while QEMU still waits must not leave the launch (and this hook) pending.
+  t.after(async () => {
+    release();
+    await (await launching.catch(() => undefined))?.stop({ timeoutMs: 5_000 });
+  });
   // virtiofsd is up and the share mounted, but no QEMU until the preparation is done.
   for (let i = 0; i < 200 && !(await processesMentioning(share)).some((p) => p.cmd.includes('virtiofsd')); i++) await new Promise((r) => setTimeout(r, 25));
   assert.ok((await processesMentioning(share)).some((p) => p.cmd.includes('virtiofsd')), 'virtiofsd runs');
