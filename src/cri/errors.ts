@@ -55,6 +55,16 @@ const EXACT: Record<string, GrpcStatus> = {
   REGISTRY_ERROR: GrpcStatus.UNKNOWN,
   CONTENT_INVALID: GrpcStatus.UNKNOWN,
   LAYER_ENTRY_UNSAFE: GrpcStatus.UNKNOWN,
+  // Nothing answered: DNS, connection, timeout, TLS (a registry that answered an error stays REGISTRY_ERROR).
+  REGISTRY_UNREACHABLE: GrpcStatus.UNAVAILABLE,
+  IMAGE_STORE_EXHAUSTED: GrpcStatus.RESOURCE_EXHAUSTED,
+  IMAGE_STORE_CLOSED: GrpcStatus.UNAVAILABLE,
+  IMAGE_PLATFORM_NOT_FOUND: GrpcStatus.NOT_FOUND,
+  // The node lacks a tool, or the store's file system refuses device nodes or xattrs.
+  SETFATTR_MISSING: GrpcStatus.FAILED_PRECONDITION,
+  ZSTD_UNAVAILABLE: GrpcStatus.FAILED_PRECONDITION,
+  MKNOD_FAILED: GrpcStatus.FAILED_PRECONDITION,
+  SETXATTR_FAILED: GrpcStatus.FAILED_PRECONDITION,
 };
 
 // Lower rooms name their codes after their domain (IMAGE_NOT_FOUND,
@@ -79,6 +89,8 @@ export function toGrpcStatus(err: unknown): MappedStatus {
   if (err instanceof FraktiError) {
     // A registry's 404 means the image (or tag) does not exist.
     if (err.code === 'REGISTRY_ERROR' && err.fields.status === 404) return { code: GrpcStatus.NOT_FOUND, details: err.message };
+    // A registry that says it is overloaded or its backend is down: try again later.
+    if (err.code === 'REGISTRY_ERROR' && [429, 502, 503, 504].includes(Number(err.fields.status))) return { code: GrpcStatus.UNAVAILABLE, details: err.message };
     const code = EXACT[err.code] ?? BY_SUFFIX.find(([re]) => re.test(err.code))?.[1] ?? GrpcStatus.INTERNAL;
     return { code, details: err.message };
   }

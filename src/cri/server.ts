@@ -2,7 +2,7 @@
 // with mode 0600 (only root talks to the runtime), replaces a stale one only
 // when nothing answers on it, refuses to start when another daemon serves
 // it, and removes it on the way out (only if it is still ours).
-import { connect } from 'node:net';
+import { connect, createServer, type Server as NetServer, type Socket } from 'node:net';
 import { chmod, lstat, mkdir, unlink } from 'node:fs/promises';
 import { dirname } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -10,6 +10,7 @@ import { isErrno } from '../lib/errors.js';
 import { logger } from '../lib/log.js';
 import { CriError, SocketError } from './errors.js';
 import { loadCriServices } from './proto.js';
+import { filterAuthority } from './h2-authority.js';
 import { CallGate } from './rpc-wrapper.js';
 import { buildService, type HandlerTable } from './service-table.js';
 
@@ -23,6 +24,8 @@ export const DEFAULT_SHUTDOWN_TIMEOUT_MS = 10_000;
 const PROBE_TIMEOUT_MS = 2_000;
 /** Calls at once on one client connection (kubelet runs a few dozen at most). */
 const MAX_CONCURRENT_STREAMS = 1024;
+/** Client connections at once (kubelet holds one or two; each crictl call one). */
+export const MAX_CONNECTIONS = 256;
 
 export interface CriServerOptions {
   /** Absolute path of the unix socket. Its directory is created (0700) if missing. */
@@ -81,6 +84,7 @@ export class CriServer {
     readonly gate: CallGate,
     readonly socketPath: string,
     private readonly server: grpc.Server,
+    private readonly listener: NetServer,
     private readonly socketIno: number,
     private readonly shutdownTimeoutMs: number,
   ) {}
@@ -105,12 +109,22 @@ export class CriServer {
     server.addService(RuntimeService.service, buildService('RuntimeService', RuntimeService.service, opts.runtime, gate));
     server.addService(ImageService.service, buildService('ImageService', ImageService.service, opts.image, gate));
 
+    // Connections are accepted here, not by grpc-js, so that each client's
+    // request headers pass the authority filter (h2-authority.ts) before
+    // Node's HTTP/2 server reads them.
+    const injector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+    const listener = createServer((socket: Socket) => injector.injectConnection(filterAuthority(socket)));
+    listener.maxConnections = MAX_CONNECTIONS;
     // The umask makes the socket 0600 from its first instant (a chmod after
     // bind leaves a window); the chmod below is the belt to these braces.
     const oldMask = process.umask(0o177);
     try {
       await new Promise<void>((resolve, reject) => {
-        server.bindAsync(`unix://${opts.socketPath}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve()));
+        listener.once('error', reject);
+        listener.listen(opts.socketPath, () => {
+          listener.off('error', reject);
+          resolve();
+        });
       });
     } catch (err) {
       // Lost a race with a daemon that started at the same moment.
@@ -119,10 +133,11 @@ export class CriServer {
     } finally {
       process.umask(oldMask);
     }
+    listener.on('error', (err) => log.warn('socket listener error', { error: String(err) }));
     await chmod(opts.socketPath, SOCKET_MODE);
     const { ino } = await lstat(opts.socketPath);
     log.info('listening', { socket: opts.socketPath });
-    return new CriServer(gate, opts.socketPath, server, ino, opts.shutdownTimeoutMs ?? DEFAULT_SHUTDOWN_TIMEOUT_MS);
+    return new CriServer(gate, opts.socketPath, server, listener, ino, opts.shutdownTimeoutMs ?? DEFAULT_SHUTDOWN_TIMEOUT_MS);
   }
 
   /**
@@ -138,6 +153,8 @@ export class CriServer {
     this.gate.setStopping();
     const inFlight = this.gate.inFlight;
     log.info('shutting down', { in_flight: inFlight, timeout_ms: this.shutdownTimeoutMs });
+    // No new connections; the ones open finish their calls below.
+    this.listener.close();
     const graceful = await new Promise<boolean>((resolve) => {
       const timer = setTimeout(() => resolve(false), this.shutdownTimeoutMs);
       this.server.tryShutdown(() => {

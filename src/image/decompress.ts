@@ -4,7 +4,7 @@
 import { spawn } from 'node:child_process';
 import { Duplex, PassThrough, type Transform } from 'node:stream';
 import zlib from 'node:zlib';
-import { ImageError } from './errors.js';
+import { ContentInvalidError, ImageError } from './errors.js';
 import type { Compression } from './manifest.js';
 
 const CHUNK_BYTES = 256 * 1024;
@@ -26,7 +26,8 @@ function zstdProcess(): Duplex {
   const duplex = Duplex.from({ writable: child.stdin, readable: child.stdout });
   child.on('error', (err) => duplex.destroy(new ImageError('ZSTD_UNAVAILABLE', `zstd layers need the zstd command: ${err.message}`)));
   child.on('exit', (code) => {
-    if (code !== 0 && code !== null) duplex.destroy(new ImageError('ZSTD_FAILED', `zstd failed: ${stderr.trim() || `exit ${code}`}`));
+    // zstd fails on its input (a corrupt or cut-off stream); a kill on close exits with a signal, not a code.
+    if (code !== 0 && code !== null) duplex.destroy(new ContentInvalidError(`layer does not decompress: zstd: ${stderr.trim() || `exit ${code}`}`));
   });
   duplex.on('close', () => {
     if (child.exitCode === null) child.kill('SIGKILL');

@@ -1,6 +1,6 @@
 // Errors of the image room. Each has a stable `code`; the CRI layer maps
 // them to gRPC status codes (see the comment on each class).
-import { FraktiError, type ErrorFields } from '../lib/errors.js';
+import { FraktiError, errorMessage, type ErrorFields } from '../lib/errors.js';
 
 export class ImageError extends FraktiError {}
 
@@ -44,6 +44,20 @@ export class RegistryError extends ImageError {
   }
 }
 
+/**
+ * The registry (or a mirror) could not be reached at all: its name does not
+ * resolve, the connection is refused, reset or times out, TLS fails
+ * (UNAVAILABLE). Unlike RegistryError, nothing answered.
+ */
+export class RegistryUnreachableError extends ImageError {
+  /** Worth another attempt (a reset, a timeout), unlike a name that does not resolve or a certificate that is wrong. */
+  readonly transient: boolean;
+  constructor(endpoint: string, cause: unknown, opts: { transient: boolean; what?: string }) {
+    super('REGISTRY_UNREACHABLE', `cannot reach ${endpoint}${opts.what ? ` for ${opts.what}` : ''}: ${errorMessage(cause)}`, { endpoint }, { cause });
+    this.transient = opts.transient;
+  }
+}
+
 /** The registry refused our credentials, or we had none (UNAUTHENTICATED / PERMISSION_DENIED). */
 export class RegistryAuthError extends ImageError {
   constructor(message: string, fields: ErrorFields = {}) {
@@ -51,7 +65,7 @@ export class RegistryAuthError extends ImageError {
   }
 }
 
-/** Content that does not match its descriptor: digest, size or media type. */
+/** Content that is not what it claims: digest, size or media type off its descriptor, or a layer that is not a whole tar. */
 export class ContentInvalidError extends ImageError {
   constructor(message: string, fields: ErrorFields = {}) {
     super('CONTENT_INVALID', message, fields);
@@ -62,6 +76,36 @@ export class ContentInvalidError extends ImageError {
 export class UnsafeLayerEntryError extends ImageError {
   constructor(entry: string, why: string, fields: ErrorFields = {}) {
     super('LAYER_ENTRY_UNSAFE', `layer entry '${entry}' refused: ${why}`, { entry, ...fields });
+  }
+}
+
+/** The image has nothing for the store's platform (NOT_FOUND, as containerd's "no match for platform"). */
+export class PlatformNotFoundError extends ImageError {
+  constructor(message: string, platform: string) {
+    super('IMAGE_PLATFORM_NOT_FOUND', message, { platform });
+  }
+}
+
+/** Errno codes of a host resource running out: disk space, quota, open files. */
+const EXHAUSTED_ERRNO = new Set(['ENOSPC', 'EDQUOT', 'EMFILE', 'ENFILE']);
+
+/** The disk under the store is full, or a quota or the file table ran out (RESOURCE_EXHAUSTED). */
+export class ImageStoreExhaustedError extends ImageError {
+  constructor(cause: NodeJS.ErrnoException) {
+    super('IMAGE_STORE_EXHAUSTED', `image store: ${cause.message}`, { errno: cause.code, path: cause.path }, { cause });
+  }
+}
+
+/** A host resource error as ImageStoreExhaustedError; anything else as it is. */
+export function exhaustedOr(err: unknown): unknown {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return !(err instanceof FraktiError) && typeof code === 'string' && EXHAUSTED_ERRNO.has(code) ? new ImageStoreExhaustedError(err as NodeJS.ErrnoException) : err;
+}
+
+/** The store was closed: the daemon is shutting down (UNAVAILABLE). */
+export class ImageStoreClosedError extends ImageError {
+  constructor() {
+    super('IMAGE_STORE_CLOSED', 'the image store is closed: frakti is shutting down');
   }
 }
 

@@ -48,7 +48,8 @@ function once(url: URL, opts: HttpRequestOptions, headers: Record<string, string
       },
     );
     signal?.addEventListener('abort', onAbort, { once: true });
-    req.on('timeout', () => req.destroy(new TransientError(`no answer from ${url.host} within ${opts.timeoutMs} ms`, { url: url.toString() })));
+    // An errno-style error, so that it is classified with the other failures to connect (and retried).
+    req.on('timeout', () => req.destroy(Object.assign(new Error(`no answer from ${url.host} within ${opts.timeoutMs} ms`), { code: 'ETIMEDOUT' })));
     req.on('error', (err) => {
       detach();
       reject(err);

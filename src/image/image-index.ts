@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { writeFileAtomic } from '../lib/atomic-file.js';
 import { isErrno } from '../lib/errors.js';
 import { Mutex } from './concurrency.js';
-import { AmbiguousReferenceError, ContentInvalidError } from './errors.js';
+import { AmbiguousReferenceError, ContentInvalidError, exhaustedOr } from './errors.js';
 import { DIGEST, formatReference, repoName, tryParseReference } from './reference.js';
 import type { ImageRecord } from './types.js';
 
@@ -81,7 +81,7 @@ export class ImageIndex {
       const next = new Map([...this.images].map(([k, v]) => [k, structuredClone(v)]));
       const out = await fn(next);
       const text = JSON.stringify({ version: FORMAT_VERSION, images: [...next.values()] }, null, 1);
-      await writeFileAtomic(this.file, text, 0o600);
+      await writeFileAtomic(this.file, text, 0o600).catch((err: unknown) => Promise.reject(exhaustedOr(err)));
       this.images = next;
       return out;
     });

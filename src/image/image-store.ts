@@ -14,7 +14,7 @@ import { join } from 'node:path';
 import { logger } from '../lib/log.js';
 import { ContentStore } from './content-store.js';
 import { Mutex, RwLock, SharedFlight, SingleFlight } from './concurrency.js';
-import { ImageInUseError, ImageNotFoundError, PullAbortedError } from './errors.js';
+import { ImageInUseError, ImageNotFoundError, ImageStoreClosedError, PullAbortedError, exhaustedOr } from './errors.js';
 import { ImageIndex } from './image-index.js';
 import { userOf, type ImageConfigBlob } from './manifest.js';
 import { resolveImageStoreOptions, type ImageStoreOptions, type ResolvedImageStoreOptions } from './options.js';
@@ -61,7 +61,7 @@ export class ImageStore {
   }
 
   private check(): void {
-    if (this.closed) throw new Error('image store is closed');
+    if (this.closed) throw new ImageStoreClosedError();
   }
 
   private isPinnedByOption(r: Pick<ImageRecord, 'repoTags' | 'repoDigests'>): boolean {
@@ -111,7 +111,7 @@ export class ImageStore {
       opts.signal,
     ).catch((err) => {
       if (opts.signal?.aborted) throw new PullAbortedError(key);
-      throw err;
+      throw exhaustedOr(err);
     });
   }
 
@@ -318,7 +318,7 @@ export class ImageStore {
     const { importArchive } = await import('./import-archive.js');
     const tagRef = opts.tag ? parseReference(opts.tag) : undefined;
     return this.gcLock.read(async () => {
-      const found = await importArchive(path, { content: this.content, snapshots: this.snapshots, platform: this.options.platform });
+      const found = await importArchive(path, { content: this.content, snapshots: this.snapshots, platform: this.options.platform }).catch((err: unknown) => Promise.reject(exhaustedOr(err)));
       const out: ImageRecord[] = [];
       for (const img of found) {
         const refs = img.refs.length ? img.refs : tagRef ? [tagRef] : [];

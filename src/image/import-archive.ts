@@ -11,10 +11,11 @@ import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import zlib from 'node:zlib';
 import tar from 'tar-stream';
+import { errorMessage } from '../lib/errors.js';
 import type { ContentStore } from './content-store.js';
 import { ArchiveInvalidError, ContentInvalidError } from './errors.js';
 import { fetchLayer, type LayerTarget } from './layer-fetch.js';
-import { entryComponents } from './layer-unpack.js';
+import { entryComponents } from './entry-path.js';
 import {
   MAX_CONFIG_BYTES,
   MAX_MANIFEST_BYTES,
@@ -57,7 +58,8 @@ async function ingestArchive(path: string, deps: Deps): Promise<{ files: Map<str
   const files = new Map<string, ArchiveFile>();
   const links = new Map<string, string>();
   const head = Buffer.alloc(2);
-  const fh = await open(path, 'r');
+  // The path comes from the operator: one that cannot be opened is their mistake to see, not our failure.
+  const fh = await open(path, 'r').catch((err: unknown) => Promise.reject(new ArchiveInvalidError(`cannot open ${path}: ${errorMessage(err)}`, { path })));
   try {
     await fh.read(head, 0, 2, 0);
   } finally {

@@ -25,11 +25,15 @@ export {
   AmbiguousReferenceError,
   ImageInUseError,
   RegistryError,
+  RegistryUnreachableError,
   RegistryAuthError,
   ContentInvalidError,
   UnsafeLayerEntryError,
   ImageOptionsError,
   ArchiveInvalidError,
   PullAbortedError,
+  PlatformNotFoundError,
+  ImageStoreExhaustedError,
+  ImageStoreClosedError,
 } from './errors.js';
 export { parseReference, type ImageReference } from './reference.js';

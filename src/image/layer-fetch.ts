@@ -6,9 +6,10 @@
 import { createHash } from 'node:crypto';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { errorMessage } from '../lib/errors.js';
 import type { ContentStore } from './content-store.js';
 import { decompressor } from './decompress.js';
-import { ContentInvalidError } from './errors.js';
+import { ContentInvalidError, exhaustedOr } from './errors.js';
 import { unpackLayer, type UnpackStats } from './layer-unpack.js';
 import type { Compression, Descriptor } from './manifest.js';
 import type { SnapshotStore } from './snapshot-store.js';
@@ -41,6 +42,19 @@ function hashing(onChunk?: (n: number) => void, limit?: { bytes: number; what: s
 }
 
 /**
+ * A failure of fetchLayer as what it means: a blob that ended short is
+ * reported as such (not as the decompressor's "unexpected end of file"); a
+ * zlib error means the blob is not what its media type says; a full disk is
+ * the store's.
+ */
+function layerError(err: unknown, desc: Descriptor, endedAt: number | undefined): unknown {
+  if (endedAt !== undefined && endedAt !== desc.size) return new ContentInvalidError(`layer ${desc.digest} is ${endedAt} bytes, descriptor says ${desc.size}`);
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  if (typeof code === 'string' && code.startsWith('Z_')) return new ContentInvalidError(`layer ${desc.digest} does not decompress: ${errorMessage(err)}`, { digest: desc.digest });
+  return exhaustedOr(err);
+}
+
+/**
  * Consumes `body` (the compressed blob). `keepBlob` false skips the content
  * store (the blob is already there and `body` reads it).
  */
@@ -51,6 +65,8 @@ export async function fetchLayer(body: Readable, target: LayerTarget, stores: La
   const ingest = keepBlob ? await stores.content.ingest() : undefined;
   const tmp = await stores.snapshots.prepare();
   const decomp = decompressor(target.compression);
+  /** Compressed bytes seen when `body` ended (undefined while it streams). */
+  let endedAt: number | undefined;
   try {
     // Two consumers of one stream: the blob file and the decompressor. pipe()
     // holds the source back for the slower of the two.
@@ -61,7 +77,9 @@ export async function fetchLayer(body: Readable, target: LayerTarget, stores: La
       decomp.pipe(uncompressed.t);
       return unpackLayer(uncompressed.t, tmp, { scratchDir: stores.snapshots.dir });
     })();
-    const feed = pipeline(body, compressed.t);
+    const feed = pipeline(body, compressed.t).then(() => {
+      endedAt = compressed.bytes();
+    });
     const [, , stats] = await Promise.all([feed, toFile, unpack]);
     if (compressed.bytes() !== desc.size) throw new ContentInvalidError(`layer ${desc.digest} is ${compressed.bytes()} bytes, descriptor says ${desc.size}`);
     const actual = compressed.digest();
@@ -78,6 +96,6 @@ export async function fetchLayer(body: Readable, target: LayerTarget, stores: La
     uncompressed.t.destroy();
     await ingest?.abort();
     await stores.snapshots.discard(tmp);
-    throw err;
+    throw layerError(err, desc, endedAt);
   }
 }

@@ -2,20 +2,26 @@
 // overlayfs reads as a lower layer: `.wh.NAME` becomes a 0/0 character device
 // NAME, `.wh..wh..opq` sets trusted.overlay.opaque=y on its directory.
 //
-// Nothing escapes the directory: absolute names, `..`, a path through a
-// symlink (written by an earlier entry), and hardlinks to outside or through
-// symlinks are refused with UnsafeLayerEntryError naming the entry. Files are
-// created with O_EXCL|O_NOFOLLOW after removing what was there, so a symlink
-// in the final position is replaced, never followed.
+// Names are taken as real tools write them ("/", "/etc/passwd", "./x",
+// "a/../b") and resolved inside the directory (entry-path.ts). Nothing
+// escapes it: a `..` that climbs out, a path through a symlink (written by an
+// earlier entry), and hardlinks to outside or through symlinks are refused
+// with UnsafeLayerEntryError naming the entry. Files are created with
+// O_EXCL|O_NOFOLLOW after removing what was there, so a symlink in the final
+// position is replaced, never followed. The tar may end right after its last
+// entry's data, as `umoci insert` writes it (tar-end.ts).
 import { constants as C, createWriteStream } from 'node:fs';
 import { chmod, lchown, link, lstat, lutimes, mkdir, rm, symlink, utimes } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import tar from 'tar-stream';
+import { FraktiError } from '../lib/errors.js';
 import { logger } from '../lib/log.js';
-import { UnsafeLayerEntryError } from './errors.js';
+import { MAX_PATH_BYTES, entryComponents } from './entry-path.js';
+import { ContentInvalidError, UnsafeLayerEntryError } from './errors.js';
 import { mknod, setXattrs, type NodeKind, type XattrOp } from './special-files.js';
+import { completeTarEnd } from './tar-end.js';
 import { patchTarStreamPax, paxXattrs } from './tar-pax.js';
 
 patchTarStreamPax();
@@ -23,9 +29,8 @@ const log = logger('unpack');
 
 const WHITEOUT_PREFIX = '.wh.';
 const OPAQUE = '.wh..wh..opq';
-/** Bounds on one layer: entries, a path, a symlink target, the unpacked bytes. */
+/** Bounds on one layer: entries, the unpacked bytes (a path and a symlink target: MAX_PATH_BYTES). */
 export const MAX_LAYER_ENTRIES = 1_000_000;
-const MAX_PATH_BYTES = 4096;
 export const DEFAULT_MAX_UNPACKED_BYTES = 64 * 1024 ** 3;
 
 /** Xattrs a layer may carry. trusted.* (overlayfs's own, e.g. a forged opaque or redirect) and other security.* are dropped. */
@@ -58,15 +63,14 @@ interface Deferred {
   mtime: Date;
 }
 
-/** Splits an entry name into clean components or refuses it. */
-export function entryComponents(name: string, field = 'name', entry = name): string[] {
-  const what = field === 'name' ? field : `${field} '${name}'`;
-  if (name.includes('\0')) throw new UnsafeLayerEntryError(entry, `${what} contains a NUL byte`);
-  if (Buffer.byteLength(name) > MAX_PATH_BYTES) throw new UnsafeLayerEntryError(entry.slice(0, 80) + '...', `${field} longer than ${MAX_PATH_BYTES} bytes`);
-  if (name.startsWith('/')) throw new UnsafeLayerEntryError(entry, `absolute ${what}`);
-  const parts = name.split('/').filter((p) => p !== '' && p !== '.');
-  if (parts.includes('..')) throw new UnsafeLayerEntryError(entry, `${what} contains '..'`);
-  return parts;
+/**
+ * tar-stream's own errors (a bad header, a short stream) are plain Errors
+ * without a code, unlike those of the network, zlib or the file system: they
+ * mean the layer is not a valid tar.
+ */
+function tarError(err: unknown): unknown {
+  const plain = err instanceof Error && err.constructor === Error && !(err instanceof FraktiError) && (err as NodeJS.ErrnoException).code === undefined;
+  return plain ? new ContentInvalidError(`layer is not a valid tar archive: ${err.message}`) : err;
 }
 
 export async function unpackLayer(input: Readable, destDir: string, opts: UnpackOptions): Promise<UnpackStats> {
@@ -127,7 +131,7 @@ export async function unpackLayer(input: Readable, destDir: string, opts: Unpack
   const handle = async (h: tar.Header, body: Readable): Promise<void> => {
     if (++stats.entries > MAX_LAYER_ENTRIES) throw new UnsafeLayerEntryError(h.name, `layer has more than ${MAX_LAYER_ENTRIES} entries`);
     const parts = entryComponents(h.name);
-    if (parts.length === 0) return; // "./" itself: the layer root keeps our mode.
+    if (parts.length === 0) return; // "/", "./": the layer root keeps our mode, as containerd skips an entry that resolves to the root.
     const base = parts[parts.length - 1]!;
     const rel = parts.join('/');
     const xa = [...paxXattrs(h.pax as Record<string, string> | undefined)].filter(([n]) => xattrAllowed(n));
@@ -230,7 +234,7 @@ export async function unpackLayer(input: Readable, destDir: string, opts: Unpack
       },
     );
   });
-  await pipeline(input, extract as unknown as NodeJS.WritableStream);
+  await pipeline(input, completeTarEnd(), extract as unknown as NodeJS.WritableStream).catch((err: unknown) => Promise.reject(tarError(err)));
 
   // Deferred work, in an order that keeps what is set: nodes, then xattrs, then directory times.
   for (const [rel, n] of nodes) {

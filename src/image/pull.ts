@@ -4,7 +4,7 @@
 // shared between concurrent pulls through the caller's single-flight.
 import { logger } from '../lib/log.js';
 import type { ContentStore } from './content-store.js';
-import { ContentInvalidError } from './errors.js';
+import { ContentInvalidError, PlatformNotFoundError } from './errors.js';
 import { fetchLayer, type LayerTarget } from './layer-fetch.js';
 import {
   MAX_CONFIG_BYTES,
@@ -79,7 +79,7 @@ export async function pullImage(deps: PullDeps, ref: ImageReference, opts: PullO
     const entry = selectPlatform(index, deps.platform);
     if (!entry) {
       const have = index.manifests.map((m) => (m.platform ? `${m.platform.os}/${m.platform.architecture}${m.platform.variant ? '/' + m.platform.variant : ''}` : '?')).join(', ');
-      throw new ContentInvalidError(`${name} has no image for platform ${deps.platform} (it has: ${have || 'none'})`, { platform: deps.platform });
+      throw new PlatformNotFoundError(`${name} has no image for platform ${deps.platform} (it has: ${have || 'none'})`, deps.platform);
     }
     await deps.content.put(top.digest, top.body);
     const m = await session.fetchManifest(entry.digest);
@@ -96,7 +96,7 @@ export async function pullImage(deps: PullDeps, ref: ImageReference, opts: PullO
     : await session.fetchSmallBlob(manifest.config.digest, manifest.config.size, MAX_CONFIG_BYTES);
   const config = parseConfig(configBody);
   const platformOs = deps.platform.split('/')[0];
-  if (config.os !== platformOs) throw new ContentInvalidError(`${name} is an image for ${config.os}, not ${platformOs}`);
+  if (config.os !== platformOs) throw new PlatformNotFoundError(`${name} is an image for ${config.os}, not ${platformOs}`, deps.platform);
   if (config.diffIds.length !== manifest.layers.length) {
     throw new ContentInvalidError(`${name}: manifest has ${manifest.layers.length} layers, config has ${config.diffIds.length} diff ids`);
   }

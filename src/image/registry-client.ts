@@ -4,7 +4,8 @@
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { logger } from '../lib/log.js';
-import { ContentInvalidError, ImageError, ImageNotFoundError, RegistryAuthError, RegistryError } from './errors.js';
+import { EndpointReport, classifyAttempt, movesOn } from './endpoint-errors.js';
+import { ContentInvalidError, ImageNotFoundError, RegistryAuthError, RegistryError } from './errors.js';
 import { httpRequest, readBody, type HttpResponse } from './http-request.js';
 import { MANIFEST_ACCEPT, MAX_MANIFEST_BYTES } from './manifest.js';
 import { DEFAULT_REGISTRY, formatReference, type ImageReference } from './reference.js';
@@ -80,6 +81,11 @@ export class RegistrySession {
     return `${ep.base}/v2/${this.ref.repository}/${path}`;
   }
 
+  /** How messages name an endpoint: "mirror https://mirror.local", "registry docker.io". */
+  private label(ep: Endpoint): string {
+    return ep.mirror ? `mirror ${ep.base}` : `registry ${this.ref.registry}`;
+  }
+
   /** GET with auth: on a 401 the challenge is answered once and the request repeated. */
   private async get(ep: Endpoint, path: string, accept?: string): Promise<HttpResponse> {
     const send = () => {
@@ -92,7 +98,7 @@ export class RegistrySession {
     if (res.status === 401) {
       res.body.resume();
       const challenge = parseChallenge(headerOf(res, 'www-authenticate'));
-      if (!challenge) throw new RegistryAuthError(`registry ${this.ref.registry} asked for authentication without a usable challenge`, { registry: this.ref.registry });
+      if (!challenge) throw new RegistryAuthError(`${this.label(ep)} asked for authentication without a usable challenge`, { registry: this.ref.registry });
       ep.authorization = await authorize(challenge, this.auth, {
         registry: this.ref.registry,
         scope: `repository:${this.ref.repository}:pull`,
@@ -102,43 +108,43 @@ export class RegistrySession {
       res = await send();
       if (res.status === 401 || res.status === 403) {
         res.body.resume();
-        throw new RegistryAuthError(`registry ${this.ref.registry} refused access to ${this.ref.repository} (${res.status}): wrong or missing credentials`, {
+        throw new RegistryAuthError(`${this.label(ep)} refused access to ${this.ref.repository} (${res.status}): wrong or missing credentials`, {
           registry: this.ref.registry,
           status: res.status,
         });
       }
     } else if (res.status === 403) {
       res.body.resume();
-      throw new RegistryAuthError(`registry ${this.ref.registry} denied access to ${this.ref.repository} (403)`, { registry: this.ref.registry, status: 403 });
+      throw new RegistryAuthError(`${this.label(ep)} denied access to ${this.ref.repository} (403)`, { registry: this.ref.registry, status: 403 });
     }
     return res;
   }
 
   /**
-   * Tries each endpoint in order (mirrors first). A mirror that fails in any
-   * way is skipped; the registry's own answer is final.
+   * Tries each endpoint in turn (the one that answered last first, then
+   * mirrors before the registry), each with retries. An endpoint that cannot
+   * be reached or answers an error is skipped; any other failure (bad
+   * content, a layer that does not unpack, a full disk) ends the request
+   * there (see endpoint-errors.ts). The error names every endpoint tried.
    */
   private async eachEndpoint<T>(what: string, fn: (ep: Endpoint) => Promise<T>): Promise<T> {
     const order = [this.preferred, ...this.endpoints.map((_, i) => i).filter((i) => i !== this.preferred)];
-    let lastErr: unknown;
+    const report = new EndpointReport(`${what} of ${formatReference(this.ref)}`, this.endpoints.length);
     for (const i of order) {
       const ep = this.endpoints[i]!;
+      const label = this.label(ep);
       try {
-        const out = await withRetry(this.retry, () => fn(ep));
+        const out = await withRetry(this.retry, () => fn(ep).catch((err: unknown) => Promise.reject(classifyAttempt(err, label, what))));
         this.preferred = i;
         return out;
       } catch (err) {
-        lastErr = err;
         if (this.signal?.aborted) throw err;
-        if (ep.mirror) {
-          log.info('mirror failed, trying the next endpoint', { mirror: ep.base, what, err: String(err) });
-          continue;
-        }
-        if (err instanceof ImageError) throw err;
-        throw new RegistryError(`cannot reach registry ${this.ref.registry} for ${what}: ${(err as Error).message}`, { registry: this.ref.registry }, err);
+        if (!movesOn(err)) throw report.stop(err, label);
+        report.add(label, err, !ep.mirror);
+        log.info('endpoint failed, trying the next', { endpoint: label, what, err: String(err) });
       }
     }
-    throw lastErr;
+    throw report.exhausted();
   }
 
   /** Fetches a manifest or index by tag or digest; a digest reference is verified against the bytes. */
@@ -151,7 +157,7 @@ export class RegistrySession {
       }
       if (res.status !== 200) {
         res.body.resume();
-        throw new RegistryError(`registry ${this.ref.registry} answered ${res.status} for manifest ${reference}`, { status: res.status });
+        throw new RegistryError(`${this.label(ep)} answered ${res.status} for manifest ${reference}`, { status: res.status });
       }
       const declared = Number(headerOf(res, 'content-length'));
       if (Number.isFinite(declared) && declared > MAX_MANIFEST_BYTES) {
@@ -184,11 +190,11 @@ export class RegistrySession {
     const res = await this.get(ep, `blobs/${digest}`);
     if (res.status === 404) {
       res.body.resume();
-      throw new RegistryError(`registry has no blob ${digest} in ${this.ref.repository}`, { status: 404, digest });
+      throw new RegistryError(`${this.label(ep)} has no blob ${digest} in ${this.ref.repository}`, { status: 404, digest });
     }
     if (res.status !== 200) {
       res.body.resume();
-      throw new RegistryError(`registry answered ${res.status} for blob ${digest}`, { status: res.status, digest });
+      throw new RegistryError(`${this.label(ep)} answered ${res.status} for blob ${digest}`, { status: res.status, digest });
     }
     return res.body;
   }

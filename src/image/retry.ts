@@ -1,6 +1,6 @@
 // Retries with exponential backoff and jitter for transient failures.
 import { setTimeout as sleep } from 'node:timers/promises';
-import { RegistryError } from './errors.js';
+import { RegistryError, RegistryUnreachableError } from './errors.js';
 
 /** No single wait is longer than this, whatever Retry-After says. */
 export const MAX_BACKOFF_MS = 10_000;
@@ -23,6 +23,7 @@ export function isTransientStatus(status: number): boolean {
 
 export function isTransient(err: unknown): boolean {
   if (err instanceof TransientError) return true;
+  if (err instanceof RegistryUnreachableError) return err.transient;
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
   if (code && TRANSIENT_ERRNO.has(code)) return true;
   return /socket hang up|premature close|aborted/i.test(String((err as Error | undefined)?.message ?? ''));

@@ -4,7 +4,8 @@
 // char per byte, so Buffer.from(v, 'latin1') gives the bytes back) and
 // decodes the other records as UTF-8, as before. Applied once, at import; the
 // unpack tests check a binary xattr survives, so a tar-stream change that
-// breaks this is caught.
+// breaks this is caught. The same codec module is handed to tar-end.ts, so
+// that it reads headers exactly as tar-stream does.
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 
@@ -32,13 +33,27 @@ function decodePax(buf: Buffer): Record<string, string> {
   return result;
 }
 
+/** The part of tar-stream's header codec (headers.js) that frakti uses. */
+export interface TarStreamHeaders {
+  /** One 512-byte header; null for a zero block; throws on a bad checksum or an unknown format. */
+  decode(block: Buffer, filenameEncoding: string, allowUnknownFormat: boolean): { name: string; size: number; type: string | null } | null;
+  decodePax(buf: Buffer): Record<string, string>;
+}
+
 let patched = false;
 
+/** tar-stream's own header codec, with the PAX decoder of this file in place. */
+export function tarStreamHeaders(): TarStreamHeaders {
+  const headers = require(join(dirname(require.resolve('tar-stream')), 'headers.js')) as TarStreamHeaders;
+  if (!patched) {
+    headers.decodePax = decodePax;
+    patched = true;
+  }
+  return headers;
+}
+
 export function patchTarStreamPax(): void {
-  if (patched) return;
-  const headers = require(join(dirname(require.resolve('tar-stream')), 'headers.js')) as { decodePax: unknown };
-  headers.decodePax = decodePax;
-  patched = true;
+  tarStreamHeaders();
 }
 
 /** The xattrs of an entry's PAX records, values as bytes. */

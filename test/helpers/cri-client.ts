@@ -52,12 +52,15 @@ function promisifyService(client: grpc.Client, def: grpc.ServiceDefinition): { u
   return { unary, stream };
 }
 
-/** A client of both CRI services on the unix socket at `socketPath`. */
-export function criClient(socketPath: string): CriClient {
+/**
+ * A client of both CRI services on the unix socket at `socketPath`.
+ * `channelOptions` adds grpc-js channel options (e.g. `grpc.default_authority`).
+ */
+export function criClient(socketPath: string, channelOptions: grpc.ChannelOptions = {}): CriClient {
   const { RuntimeService, ImageService } = loadCriServices();
   const creds = grpc.credentials.createInsecure();
   const target = `unix://${socketPath}`;
-  const options = { 'grpc.max_receive_message_length': 16 * 1024 * 1024 };
+  const options = { 'grpc.max_receive_message_length': 16 * 1024 * 1024, ...channelOptions };
   const rt = new RuntimeService(target, creds, options);
   const im = new ImageService(target, creds, options);
   const r = promisifyService(rt, RuntimeService.service);

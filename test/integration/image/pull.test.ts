@@ -7,9 +7,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, test } from 'node:test';
 import { promisify } from 'node:util';
-import { ContentInvalidError, ImageInUseError, ImageNotFoundError, ImageStore, RegistryError, UnsafeLayerEntryError } from '../../../src/image/index.js';
+import { ContentInvalidError, ImageInUseError, ImageNotFoundError, ImageStore, PlatformNotFoundError, RegistryUnreachableError, UnsafeLayerEntryError } from '../../../src/image/index.js';
 import { startProxy } from '../../helpers/image-proxy.js';
-import { buildBusyboxImage, buildMultiPlatformImage, pushImage, startRegistry, writeImage, writeLayoutIndex, type BuiltImage, type Registry } from '../../helpers/image-registry.js';
+import { buildBusyboxImage, buildMultiPlatformImage, freePort, pushImage, startRegistry, writeImage, writeLayoutIndex, type BuiltImage, type Registry } from '../../helpers/image-registry.js';
 
 const run = promisify(execFile);
 let reg: Registry;
@@ -95,7 +95,7 @@ test('a multi-platform index yields the linux/amd64 image, or the configured pla
   const arm = await newStore({ platform: 'linux/arm64' });
   assert.equal((await arm.pull(`${reg.host}/test/multi:latest`)).id, multi.arm64ConfigDigest);
   const none = await newStore({ platform: 'linux/s390x' });
-  await assert.rejects(none.pull(`${reg.host}/test/multi:latest`), /no image for platform linux\/s390x \(it has: linux\/arm64\/v8, linux\/amd64\)/);
+  await assert.rejects(none.pull(`${reg.host}/test/multi:latest`), (e: unknown) => e instanceof PlatformNotFoundError && /no image for platform linux\/s390x \(it has: linux\/arm64\/v8, linux\/amd64\)/.test(e.message));
 });
 
 test('concurrent pulls of one image share one download, through a mirror', async (t) => {
@@ -199,5 +199,37 @@ test('a pull of an unknown tag or repository says so', async () => {
   await assert.rejects(store.pull(`${reg.host}/test/busybox:nope`), ImageNotFoundError);
   await assert.rejects(store.pull(`${reg.host}/test/nothing:latest`), ImageNotFoundError);
   const s2 = await newStore({ maxRetries: 0, requestTimeoutMs: 2000 });
-  await assert.rejects(s2.pull('127.0.0.1:1/x:y'), RegistryError);
+  await assert.rejects(s2.pull('127.0.0.1:1/x:y'), RegistryUnreachableError);
+});
+
+// The upstream of these mirrors is a loopback port nothing listens on: what
+// the error says must come from the mirror, not from the last endpoint tried.
+test('a mirror serving a bad layer before an unreachable registry: the layer is the cause, the mirror is named', async (t) => {
+  const layout = join(work, 'escape-layout');
+  const m = await writeImage(layout, { layers: [[{ name: 'ok', content: 'x' }, { name: 'a/../../escape', content: 'x' }]] });
+  await writeLayoutIndex(layout, m, 'latest');
+  await pushImage(layout, `${reg.host}/test/escape:latest`);
+  const mirror = await startProxy(reg.host);
+  t.after(() => mirror.stop());
+  const dead = `127.0.0.1:${await freePort()}`;
+  const store = await newStore({ mirrors: { [dead]: [mirror.url] }, maxRetries: 0 });
+  await assert.rejects(store.pull(`${dead}/test/escape:latest`), (e: unknown) => {
+    assert.ok(e instanceof UnsafeLayerEntryError, `got ${String(e)}`);
+    assert.match(e.message, new RegExp(`^layer entry 'a/\\.\\./\\.\\./escape' refused: .* \\(at mirror ${mirror.url}\\)$`));
+    return true;
+  });
+  assert.deepEqual(await store.list(), []);
+  assert.deepEqual(await snapshotNames(store), []);
+});
+
+test('a refusing mirror before an unreachable registry: both endpoints and their failures are named', async (t) => {
+  const mirror = await startProxy(reg.host, [{ match: /./, status: 503 }]);
+  t.after(() => mirror.stop());
+  const dead = `127.0.0.1:${await freePort()}`;
+  const store = await newStore({ mirrors: { [dead]: [mirror.url] }, maxRetries: 0 });
+  await assert.rejects(store.pull(`${dead}/test/busybox:latest`), (e: unknown) => {
+    assert.ok(e instanceof RegistryUnreachableError, `got ${String(e)}`);
+    assert.match(e.message, new RegExp(`every endpoint failed: mirror ${mirror.url}: .* answered 503; cannot reach registry ${dead} for manifest latest: connect ECONNREFUSED`));
+    return true;
+  });
 });

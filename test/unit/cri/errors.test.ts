@@ -22,7 +22,8 @@ test('stable codes map to their gRPC status and keep the message', () => {
     [new PullAbortedError('busybox'), status.CANCELLED],
     [new RegistryAuthError('denied'), status.PERMISSION_DENIED],
     [new RegistryError('manifest unknown', { status: 404 }), status.NOT_FOUND],
-    [new RegistryError('bad gateway', { status: 502 }), status.UNKNOWN],
+    [new RegistryError('bad gateway', { status: 502 }), status.UNAVAILABLE],
+    [new RegistryError('teapot', { status: 418 }), status.UNKNOWN],
     // Codes of other rooms fall back on their wording.
     [new FraktiError('SANDBOX_NOT_FOUND', 'no sandbox'), status.NOT_FOUND],
     [new FraktiError('AGENT_TIMEOUT', 'agent did not answer'), status.DEADLINE_EXCEEDED],

@@ -2,6 +2,7 @@
 // tars, with the digest, size and diff id checked before anything is visible.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -66,4 +67,23 @@ test('a wrong digest, size or diff id commits nothing', async (t) => {
   assert.deepEqual(await readdir(join(s.root, 'snapshots')), []);
   assert.deepEqual(await readdir(join(s.root, 'ingest')), []);
   assert.deepEqual(await readdir(join(s.root, 'blobs', 'sha256')), []);
+});
+
+test('a blob that does not decompress, or ends short, is refused as such', async (t) => {
+  const s = await stores(t);
+  const raw = await makeLayerTar([{ name: 'f', content: randomBytes(50_000) }]);
+  const blob = gzipSync(raw);
+  const good = { desc: { mediaType: MT.ociLayerGzip, digest: sha256(blob), size: blob.length }, diffId: sha256(raw), compression: 'gzip' as const };
+  const junk = Buffer.from('not gzip at all');
+  await assert.rejects(
+    fetchLayer(Readable.from([junk]), { ...good, desc: { ...good.desc, digest: sha256(junk), size: junk.length } }, s, true),
+    (e: unknown) => e instanceof ContentInvalidError && /does not decompress/.test(e.message),
+  );
+  // A body that ends early without a transport error: the short blob is the cause, not the decompressor's complaint.
+  const half = blob.subarray(0, blob.length >> 1);
+  await assert.rejects(
+    fetchLayer(Readable.from([half]), good, s, true),
+    (e: unknown) => e instanceof ContentInvalidError && e.message.includes(`is ${half.length} bytes, descriptor says ${blob.length}`),
+  );
+  assert.deepEqual(await readdir(join(s.root, 'snapshots')), []);
 });

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { test } from 'node:test';
-import { UnsafeLayerEntryError } from '../../../src/image/errors.js';
+import { ContentInvalidError, UnsafeLayerEntryError } from '../../../src/image/errors.js';
 import { unpackLayer } from '../../../src/image/layer-unpack.js';
 import { FIXED_MTIME, makeLayerTar, type LayerEntry } from '../../helpers/image-registry.js';
 
@@ -126,7 +126,10 @@ test('a forged trusted.overlay xattr in a layer is dropped', { skip: !isRoot && 
 const HOSTILE: { name: string; entries: (O: string) => LayerEntry[]; entry: string }[] = [
   { name: 'relative name with ..', entry: '../outside/pwned', entries: () => [{ name: '../outside/pwned', content: 'x' }] },
   { name: '.. in the middle', entry: 'a/../../outside/pwned', entries: () => [{ name: 'a/../../outside/pwned', content: 'x' }] },
-  { name: 'absolute name', entry: '/pwned-abs', entries: () => [{ name: '/pwned-abs', content: 'x' }] },
+  { name: 'absolute name with ..', entry: '/../outside/pwned', entries: () => [{ name: '/../outside/pwned', content: 'x' }] },
+  { name: './ then ..', entry: './../outside/pwned', entries: () => [{ name: './../outside/pwned', content: 'x' }] },
+  { name: 'directory name with ..', entry: 'a/../../outside/newdir/', entries: () => [{ name: 'a/../../outside/newdir/', type: 'directory' }] },
+  { name: 'whiteout with ..', entry: '../outside/.wh.secret', entries: () => [{ name: '../outside/.wh.secret' }] },
   { name: 'file through an absolute symlink', entry: 'l/pwned', entries: (O) => [{ name: 'l', type: 'symlink', linkname: O }, { name: 'l/pwned', content: 'x' }] },
   { name: 'file through a relative symlink', entry: 'l/pwned', entries: () => [{ name: 'l', type: 'symlink', linkname: '../outside' }, { name: 'l/pwned', content: 'x' }] },
   { name: 'symlink chain', entry: 'b/c/pwned', entries: (O) => [{ name: 'a', type: 'symlink', linkname: O }, { name: 'b', type: 'symlink', linkname: 'a' }, { name: 'b/c/pwned', content: 'x' }] },
@@ -134,6 +137,7 @@ const HOSTILE: { name: string; entries: (O: string) => LayerEntry[]; entry: stri
   { name: 'directory replaced by a symlink, then written through', entry: 'd/pwned', entries: (O) => [{ name: 'd/', type: 'directory' }, { name: 'd', type: 'symlink', linkname: O }, { name: 'd/pwned', content: 'x' }] },
   { name: 'hardlink to an absolute path', entry: 'h', entries: (O) => [{ name: 'h', type: 'link', linkname: `${O}/secret` }] },
   { name: 'hardlink with ..', entry: 'h', entries: () => [{ name: 'h', type: 'link', linkname: '../outside/secret' }] },
+  { name: 'hardlink with .. after a directory', entry: 'h', entries: () => [{ name: 'd/', type: 'directory' }, { name: 'h', type: 'link', linkname: '/d/../../outside/secret' }] },
   { name: 'hardlink through a symlink', entry: 'h', entries: (O) => [{ name: 'l', type: 'symlink', linkname: O }, { name: 'h', type: 'link', linkname: 'l/secret' }] },
   { name: 'hardlink placed through a symlink', entry: 'l/h', entries: (O) => [{ name: 'f', content: 'x' }, { name: 'l', type: 'symlink', linkname: O }, { name: 'l/h', type: 'link', linkname: 'f' }] },
   { name: 'whiteout through a symlink', entry: 'l/.wh.secret', entries: (O) => [{ name: 'l', type: 'symlink', linkname: O }, { name: 'l/.wh.secret' }] },
@@ -192,11 +196,53 @@ test('an entry over an existing symlink replaces the symlink, never writes throu
   assert.ok((await lstat(join(dest, 't'))).isSymbolicLink());
 });
 
-test('a truncated or corrupt tar is an error', async (t) => {
+test('a truncated or corrupt tar is refused as invalid content', async (t) => {
   const base = await mkdtemp(join(tmpdir(), 'frakti-unpack-'));
   t.after(() => rm(base, { recursive: true, force: true }));
   const dest = join(base, 'layer');
   await mkdir(dest);
   const tarBuf = await makeLayerTar([{ name: 'big', content: Buffer.alloc(100_000, 1) }]);
-  await assert.rejects(unpackLayer(Readable.from([tarBuf.subarray(0, 20_000)]), dest, { scratchDir: base }));
+  await assert.rejects(unpackLayer(Readable.from([tarBuf.subarray(0, 20_000)]), dest, { scratchDir: base }), (e: unknown) => e instanceof ContentInvalidError && /'big' is cut short: 19488 of 100000 bytes/.test(e.message));
+  const corrupt = Buffer.from(tarBuf);
+  corrupt[0] = corrupt[0]! ^ 0xff;
+  await assert.rejects(unpackLayer(Readable.from([corrupt]), dest, { scratchDir: base }), (e: unknown) => e instanceof ContentInvalidError && /Invalid tar header/.test(e.message));
+});
+
+// Absolute names (Docker-era layers, umoci's "/" entry), "./" names and ".."
+// that stays inside all land inside the layer, as containerd resolves them.
+// Each name below would be visible at the host's / if it escaped.
+test('absolute, ./ and inner .. names are resolved inside the layer', async (t) => {
+  const base = await mkdtemp(join(tmpdir(), 'frakti-unpack-'));
+  t.after(() => rm(base, { recursive: true, force: true }));
+  const dest = join(base, 'layer');
+  await mkdir(dest);
+  const stats = await unpack(
+    [
+      { name: '/', type: 'directory', mode: 0o700 },
+      { name: '/frakti-abs/', type: 'directory', mode: 0o750 },
+      { name: '/frakti-abs/file', content: 'absolute\n' },
+      { name: './frakti-dot/file', content: 'dot\n' },
+      { name: 'frakti-up/x/../file', content: 'inner ..\n' },
+      { name: 'frakti-up/y/z/../..', type: 'directory', mode: 0o711 },
+      { name: '/frakti-abs/hard', type: 'link', linkname: '/frakti-abs/file' },
+      { name: 'frakti-dot/hard', type: 'link', linkname: './frakti-up/q/../file' },
+      { name: '/frakti-abs/gone', content: 'whited out below' },
+      { name: '/frakti-abs/.wh.gone' },
+      { name: 'a/..', content: 'resolves to the root: skipped' },
+    ],
+    dest,
+    base,
+  );
+  assert.equal(stats.whiteouts, 1);
+  assert.equal(await readFile(join(dest, 'frakti-abs/file'), 'utf8'), 'absolute\n');
+  assert.equal(await readFile(join(dest, 'frakti-dot/file'), 'utf8'), 'dot\n');
+  assert.equal(await readFile(join(dest, 'frakti-up/file'), 'utf8'), 'inner ..\n');
+  assert.deepEqual(await readdir(join(dest, 'frakti-up')), ['file'], '.. is resolved by name: x, y and z are never created');
+  assert.equal((await lstat(join(dest, 'frakti-abs'))).mode & 0o7777, 0o750);
+  assert.equal((await lstat(join(dest, 'frakti-up'))).mode & 0o7777, 0o711);
+  assert.notEqual((await lstat(dest)).mode & 0o7777, 0o700, 'the root entry does not change the layer directory');
+  assert.equal((await lstat(join(dest, 'frakti-abs/hard'))).ino, (await lstat(join(dest, 'frakti-abs/file'))).ino);
+  assert.equal((await lstat(join(dest, 'frakti-dot/hard'))).ino, (await lstat(join(dest, 'frakti-up/file'))).ino);
+  assert.deepEqual((await readdir(dest)).sort(), ['frakti-abs', 'frakti-dot', 'frakti-up']);
+  assert.deepEqual((await readdir('/')).filter((n) => n.startsWith('frakti-')), [], 'nothing written at the host root');
 });
