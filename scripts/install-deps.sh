@@ -10,6 +10,7 @@ packages=(
   containernetworking-plugins iproute2 iptables   # pod networking
   attr zstd                        # image unpack: xattrs, opaque dirs, zstd layers
   docker-registry skopeo umoci     # tests: local registry, image building
+  golang-go golang-google-grpc-dev   # tests: the grpc-go CRI client (test/go-client), built offline
 )
 missing=()
 for p in "${packages[@]}"; do

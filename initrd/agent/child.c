@@ -400,6 +400,14 @@ exec_process (const char *id, const Frakti__Agent__V1__ContainerSpec *spec, cons
 
   memcpy (argv, p->args, p->n_args * sizeof (char *));
   memcpy (envp, env, n_env * sizeof (char *));
+  /* As runc does for a container's own process: a working directory the
+   * image lacks is made (0755, as root, inside the container's root). A
+   * failure to make it shows as the chdir's error just below. */
+  if (p == init && cwd[0])
+    {
+      char made[4096];
+      (void) resolve_in_root ("", cwd, false, made, sizeof (made));
+    }
   if (chdir (cwd[0] ? cwd : "/") < 0)
     die (errno, "chdir `%s` in container %s", cwd, id);
   if (own_user)

@@ -1,7 +1,7 @@
 // Errors of the CRI layer and the one place where any error thrown by a
 // handler (ours or a lower room's) becomes a gRPC status.
 import { status as GrpcStatus } from '@grpc/grpc-js';
-import { FraktiError, type ErrorFields } from '../lib/errors.js';
+import { errorMessage, FraktiError, type ErrorFields } from '../lib/errors.js';
 
 /** The stable codes every room may use for errors a CRI client should see as such. */
 export type CriErrorCode =
@@ -65,6 +65,42 @@ const EXACT: Record<string, GrpcStatus> = {
   ZSTD_UNAVAILABLE: GrpcStatus.FAILED_PRECONDITION,
   MKNOD_FAILED: GrpcStatus.FAILED_PRECONDITION,
   SETXATTR_FAILED: GrpcStatus.FAILED_PRECONDITION,
+  // The agent room (src/agent-protocol/errors.ts). AGENT_CALL goes by its errno (below).
+  AGENT_OPTIONS: GrpcStatus.INVALID_ARGUMENT, // the request's values failed the host-side checks
+  AGENT_CLOSED: GrpcStatus.UNAVAILABLE, // the pod's VM went away under the call
+  AGENT_CONNECT: GrpcStatus.UNAVAILABLE,
+  AGENT_BUSY: GrpcStatus.UNAVAILABLE,
+  AGENT_ABORTED: GrpcStatus.CANCELLED,
+  // The vmm room.
+  QMP_CLOSED: GrpcStatus.UNAVAILABLE,
+  VM_GONE: GrpcStatus.UNAVAILABLE,
+  VM_NOT_FOUND: GrpcStatus.INTERNAL, // a VM directory frakti made is missing: never a client's id
+  // The network room: the node's CNI setup, not the request.
+  CNI_CONFIG_INVALID: GrpcStatus.FAILED_PRECONDITION,
+  CNI_PLUGIN_NOT_FOUND: GrpcStatus.FAILED_PRECONDITION,
+  CNI_RESULT_INVALID: GrpcStatus.UNKNOWN,
+  CNI_PLUGIN: GrpcStatus.UNKNOWN, // a plugin failed (IPAM exhausted, ...): containerd says UNKNOWN too
+  CNI_BAD_REQUEST: GrpcStatus.INTERNAL, // built from our own ids: a bug
+};
+
+/**
+ * Linux errnos an agent call can fail with, by what they say about the
+ * request: a path, name or value in it that the guest refused.
+ */
+const AGENT_ERRNO: Record<number, GrpcStatus> = {
+  1: GrpcStatus.INVALID_ARGUMENT, // EPERM: not allowed for what the spec asks
+  2: GrpcStatus.INVALID_ARGUMENT, // ENOENT: a command or path that does not exist
+  3: GrpcStatus.NOT_FOUND, // ESRCH: no such process
+  7: GrpcStatus.INVALID_ARGUMENT, // E2BIG
+  12: GrpcStatus.RESOURCE_EXHAUSTED, // ENOMEM
+  13: GrpcStatus.INVALID_ARGUMENT, // EACCES: not executable, not readable
+  20: GrpcStatus.INVALID_ARGUMENT, // ENOTDIR
+  21: GrpcStatus.INVALID_ARGUMENT, // EISDIR
+  22: GrpcStatus.INVALID_ARGUMENT, // EINVAL
+  28: GrpcStatus.RESOURCE_EXHAUSTED, // ENOSPC
+  34: GrpcStatus.INVALID_ARGUMENT, // ERANGE
+  36: GrpcStatus.INVALID_ARGUMENT, // ENAMETOOLONG
+  40: GrpcStatus.INVALID_ARGUMENT, // ELOOP
 };
 
 // Lower rooms name their codes after their domain (IMAGE_NOT_FOUND,
@@ -84,16 +120,37 @@ export interface MappedStatus {
   details: string;
 }
 
+/** The status of a FraktiError by its own code and fields. */
+function statusOf(err: FraktiError): GrpcStatus {
+  // A registry's 404 means the image (or tag) does not exist.
+  if (err.code === 'REGISTRY_ERROR' && err.fields.status === 404) return GrpcStatus.NOT_FOUND;
+  // A registry that says it is overloaded or its backend is down: try again later.
+  if (err.code === 'REGISTRY_ERROR' && [429, 502, 503, 504].includes(Number(err.fields.status))) return GrpcStatus.UNAVAILABLE;
+  if (err.code === 'AGENT_CALL') return AGENT_ERRNO[Number(err.fields.errnum)] ?? GrpcStatus.INTERNAL;
+  return EXACT[err.code] ?? BY_SUFFIX.find(([re]) => re.test(err.code))?.[1] ?? GrpcStatus.INTERNAL;
+}
+
+/** A system error that says the node ran out of disk, quota or file handles: no bug of ours. */
+function outOfRoom(err: unknown): boolean {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code;
+  return code === 'ENOSPC' || code === 'EDQUOT' || code === 'EMFILE' || code === 'ENFILE' || code === 'ENOMEM';
+}
+
+/** How deep a chain of causes is followed. */
+const MAX_CAUSE_DEPTH = 8;
+
 /** The gRPC status a client sees for an error a handler threw. */
 export function toGrpcStatus(err: unknown): MappedStatus {
   if (err instanceof FraktiError) {
-    // A registry's 404 means the image (or tag) does not exist.
-    if (err.code === 'REGISTRY_ERROR' && err.fields.status === 404) return { code: GrpcStatus.NOT_FOUND, details: err.message };
-    // A registry that says it is overloaded or its backend is down: try again later.
-    if (err.code === 'REGISTRY_ERROR' && [429, 502, 503, 504].includes(Number(err.fields.status))) return { code: GrpcStatus.UNAVAILABLE, details: err.message };
-    const code = EXACT[err.code] ?? BY_SUFFIX.find(([re]) => re.test(err.code))?.[1] ?? GrpcStatus.INTERNAL;
+    // A room that wrapped a lower room's error to add context ("create
+    // container c1: ...") as INTERNAL keeps its message; the status comes
+    // from the first error down the chain that says what went wrong.
+    let at: FraktiError = err;
+    for (let depth = 0; at.code === 'INTERNAL' && at.cause instanceof FraktiError && depth < MAX_CAUSE_DEPTH; depth++) at = at.cause;
+    const code = at.code === 'INTERNAL' && outOfRoom(at.cause) ? GrpcStatus.RESOURCE_EXHAUSTED : statusOf(at);
     return { code, details: err.message };
   }
+  if (outOfRoom(err)) return { code: GrpcStatus.RESOURCE_EXHAUSTED, details: errorMessage(err) };
   if (err instanceof Error && err.name === 'AbortError') {
     return { code: GrpcStatus.CANCELLED, details: 'the call was cancelled' };
   }

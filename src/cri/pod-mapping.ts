@@ -16,7 +16,13 @@ export interface VmSizing {
 }
 
 const MIB = 1024 * 1024;
-export const MAX_LABELS = 256;
+/**
+ * Labels or annotations of one object. The CRI sets no limit and Kubernetes
+ * none on the count; this only bounds what one request can make us store.
+ */
+export const MAX_LABELS = 16_384;
+/** What Linux takes as a host name (HOST_NAME_MAX). */
+export const MAX_HOSTNAME_BYTES = 64;
 
 /** int64 nanoseconds since the epoch, as the CRI wants timestamps. */
 export function nanos(ms: number | undefined): string {
@@ -36,7 +42,8 @@ function stringMap(m: StringMap | undefined | null, field: string): Record<strin
 
 /** A VM pod cannot share the node's namespaces: say so plainly (another runtime serves such pods). */
 function checkNamespaces(ns: NamespaceOption | null | undefined, where: string): 'pod' | 'container' {
-  if (!ns) return 'container';
+  // No options at all means every mode is POD (the enum's zero), as containerd reads it.
+  if (!ns) return 'pod';
   for (const [kind, mode] of [['network', ns.network], ['pid', ns.pid], ['ipc', ns.ipc]] as const) {
     if (mode === 'NODE') {
       throw new CriError('INVALID_ARGUMENT', `${where}: a VM pod cannot share the host's ${kind} namespace (host${kind === 'network' ? 'Network' : kind === 'pid' ? 'PID' : 'IPC'}); run it with a runtime handler for host pods`);
@@ -63,10 +70,29 @@ export function vmSizeFor(r: LinuxContainerResources | null | undefined, o: Linu
   };
 }
 
+/**
+ * The pod's host name when the request names none (crictl and test suites
+ * send none): the pod's name cut the way kubelet cuts it for a pod's
+ * hostname (63 bytes, no trailing '-' or '.'), with anything a host name
+ * cannot hold made '-'. containerd gives such pods the node's name instead;
+ * a tenant's VM is not told which node it runs on.
+ */
+export function hostnameFromPodName(name: string): string {
+  const cleaned = name.replace(/[^A-Za-z0-9.-]/g, '-').slice(0, 63).replace(/^[-.]+|[-.]+$/g, '');
+  return cleaned || 'pod';
+}
+
+function podHostname(config: PodSandboxConfig, name: string): string {
+  if (!config.hostname) return hostnameFromPodName(name);
+  if (Buffer.byteLength(config.hostname) > MAX_HOSTNAME_BYTES) throw invalidArgument(`RunPodSandbox: hostname is ${Buffer.byteLength(config.hostname)} bytes; Linux takes at most ${MAX_HOSTNAME_BYTES}`);
+  return config.hostname;
+}
+
 export function toPodSpec(config: PodSandboxConfig | null, runtimeHandler: string, sizing: VmSizing): PodSpec {
   if (!config?.metadata) throw invalidArgument('RunPodSandbox: config.metadata is required');
   const m = config.metadata;
-  if (!m.name || !m.namespace || !m.uid) throw invalidArgument('RunPodSandbox: metadata name, namespace and uid are required');
+  // containerd takes an empty namespace or uid (crictl's examples leave uid out); the name makes the pod's identity.
+  if (!m.name) throw invalidArgument('RunPodSandbox: metadata.name is required');
   const ports = config.port_mappings.map((p) => {
     if (!Number.isInteger(p.container_port) || p.container_port < 1 || p.container_port > 65535) throw invalidArgument(`port mapping: container_port ${p.container_port} out of range`);
     if (!Number.isInteger(p.host_port) || p.host_port < 0 || p.host_port > 65535) throw invalidArgument(`port mapping: host_port ${p.host_port} out of range`);
@@ -76,7 +102,7 @@ export function toPodSpec(config: PodSandboxConfig | null, runtimeHandler: strin
   if (config.linux?.security_context?.privileged) throw invalidArgument('RunPodSandbox: privileged pods cannot run in a VM; use a runtime handler for host pods');
   return {
     metadata: { name: m.name, uid: m.uid, namespace: m.namespace, attempt: m.attempt },
-    hostname: config.hostname || m.name,
+    hostname: podHostname(config, m.name),
     logDirectory: config.log_directory,
     dns: { servers: config.dns_config?.servers ?? [], searches: config.dns_config?.searches ?? [], options: config.dns_config?.options ?? [] },
     portMappings: ports.filter((p) => p.hostPort > 0),
@@ -96,7 +122,8 @@ function resources(r: LinuxContainerResources | null | undefined): ContainerReso
   if (int(r.cpu_quota) > 0) out.cpuQuota = int(r.cpu_quota);
   if (int(r.cpu_period) > 0) out.cpuPeriod = int(r.cpu_period);
   if (int(r.memory_limit_in_bytes) > 0) out.memoryLimitBytes = int(r.memory_limit_in_bytes);
-  if (r.cpuset_cpus) out.cpusetCpus = r.cpuset_cpus;
+  // cpuset_cpus and cpuset_mems are left out: kubelet's CPU manager numbers the
+  // host's CPUs and NUMA nodes, which the guest does not have.
   return out;
 }
 
@@ -111,9 +138,11 @@ export function toContainerSpec(config: ContainerConfig | null, pod: PodSpec): C
   if (config.devices.length > 0) throw invalidArgument('CreateContainer: host devices cannot be passed into a VM pod');
   const sc = config.linux?.security_context;
   checkNamespaces(sc?.namespace_options, 'CreateContainer');
-  const logPath = config.log_path ? (pod.logDirectory ? `${pod.logDirectory}/${config.log_path}` : config.log_path) : '';
-  if (!logPath.startsWith('/')) throw invalidArgument('CreateContainer: log_directory/log_path must make an absolute path');
+  // As containerd: without both a log directory and a log path the container runs with no log file.
+  const logPath = config.log_path && pod.logDirectory ? `${pod.logDirectory}/${config.log_path}` : '';
+  if (logPath && !logPath.startsWith('/')) throw invalidArgument(`CreateContainer: log_directory ${JSON.stringify(pod.logDirectory)} is not an absolute path`);
   if (logPath.split('/').includes('..')) throw invalidArgument('CreateContainer: log path must not contain ..');
+  if (config.working_dir && !config.working_dir.startsWith('/')) throw invalidArgument(`CreateContainer: working_dir ${JSON.stringify(config.working_dir)} is not an absolute path`);
   return {
     name: config.metadata.name,
     attempt: config.metadata.attempt,

@@ -12,7 +12,8 @@ import { logger } from '../lib/log.js';
 import { UndoStack } from '../lib/undo.js';
 import type { GuestContainerSpec, GuestMount, ProcessIo } from './agent-port.js';
 import { GUEST_SHARE_DIR, newId, type PodContext } from './context.js';
-import { CriLogWriter } from './cri-log-writer.js';
+import { openContainerLog, type CriLogWriter } from './cri-log-writer.js';
+import { resolvConf } from './guest-files.js';
 import { PodError } from './errors.js';
 import { mergeArgs, mergeEnv, resolveUser, type ImageDefaults } from './process-spec.js';
 import { mountRootfs, unmountRootfs } from './rootfs-mount.js';
@@ -40,15 +41,26 @@ function capabilities(spec: ContainerSpec): string[] {
   return [...caps];
 }
 
+const depth = (p: string) => p.split('/').filter(Boolean).length;
+
 /** Host-path mounts reach the guest as bind mounts into the share (readonly remounted so). */
 async function shareHostPaths(ctx: PodContext, podId: string, id: string, spec: ContainerSpec, undo: UndoStack): Promise<GuestMount[]> {
   const out: GuestMount[] = [];
-  for (const [i, m] of spec.mounts.entries()) {
+  // Shallow paths first, as containerd orders them: /data before /data/cache,
+  // whatever order the request gave.
+  const byDepth = [...spec.mounts.entries()].sort(([, a], [, b]) => depth(a.containerPath) - depth(b.containerPath));
+  for (const [i, m] of byDepth) {
     if (!posix.isAbsolute(m.containerPath) || m.containerPath.split('/').includes('..')) {
       throw new PodError('INVALID_ARGUMENT', `mount container path ${JSON.stringify(m.containerPath)} must be absolute without ..`);
     }
-    const st = await stat(m.hostPath).catch(() => undefined);
-    if (!st) throw new PodError('INVALID_ARGUMENT', `mount host path ${m.hostPath} does not exist`);
+    // A host path that does not exist is made a directory, as containerd and
+    // Docker do (kubelet's hostPath volumes without a type rely on it).
+    let st = await stat(m.hostPath).catch(() => undefined);
+    if (!st) {
+      if (!posix.isAbsolute(m.hostPath)) throw new PodError('INVALID_ARGUMENT', `mount host path ${JSON.stringify(m.hostPath)} is not absolute`);
+      await mkdir(m.hostPath, { recursive: true, mode: 0o755 });
+      st = await stat(m.hostPath);
+    }
     const target = join(ctx.shareDir(podId), id, 'mounts', String(i));
     await mkdir(dirname(target), { recursive: true });
     if (st.isDirectory()) await mkdir(target);
@@ -88,7 +100,7 @@ export async function createContainer(ctx: PodContext, podId: string, spec: Cont
     const mounts: GuestMount[] = [
       { kind: 'bind', source: `${podFiles}/hostname`, destination: '/etc/hostname', readonly: true },
       { kind: 'bind', source: `${podFiles}/hosts`, destination: '/etc/hosts', readonly: true },
-      ...(pod.meta.spec.dns.servers.length > 0 || pod.meta.spec.dns.searches.length > 0 ? [{ kind: 'bind' as const, source: `${podFiles}/resolv.conf`, destination: '/etc/resolv.conf', readonly: true }] : []),
+      ...(resolvConf(pod.meta.spec.dns) !== '' ? [{ kind: 'bind' as const, source: `${podFiles}/resolv.conf`, destination: '/etc/resolv.conf', readonly: true }] : []),
       ...(await shareHostPaths(ctx, podId, id, spec, undo)),
     ];
     const guestSpec: GuestContainerSpec = {
@@ -98,7 +110,8 @@ export async function createContainer(ctx: PodContext, podId: string, spec: Cont
       hostname: pod.meta.spec.hostname,
       process: {
         args: mergeArgs(defaults, spec),
-        env: mergeEnv(defaults.env, spec.env),
+        // HOSTNAME first, so that the image or the container can set another (containerd does the same).
+        env: mergeEnv([`HOSTNAME=${pod.meta.spec.hostname}`, ...defaults.env], spec.env),
         cwd: spec.workingDir || defaults.workingDir || '/',
         ...user,
         terminal: spec.tty,
@@ -110,7 +123,7 @@ export async function createContainer(ctx: PodContext, podId: string, spec: Cont
       pidNamespace: pod.meta.spec.pidMode,
       resources: { ...spec.resources },
     };
-    await mkdir(dirname(spec.logPath), { recursive: true });
+    if (spec.logPath) await mkdir(dirname(spec.logPath), { recursive: true });
     mark('spec ready');
     await live.agent.createContainer(guestSpec);
     undo.push('remove container in the guest', () => live.agent.removeContainer(id));
@@ -134,7 +147,7 @@ export async function startContainer(ctx: PodContext, id: string): Promise<void>
   if (!live) throw new PodError('FAILED_PRECONDITION', `the pod of container ${id} is not running`);
   const t0 = Date.now();
   const mark = (step: string) => log.trace(`start ${id.slice(0, 12)}: ${step} at ${Date.now() - t0} ms`);
-  const logFile = await CriLogWriter.open(c.meta.spec.logPath);
+  const logFile = await openContainerLog(c.meta.spec.logPath);
   try {
     const io = await live.agent.startContainer(id, { ack: 'caller' });
     mark('started in the guest');

@@ -7,6 +7,11 @@ import { open, type FileHandle } from 'node:fs/promises';
 
 export type LogStream = 'stdout' | 'stderr';
 
+/** The writer for a container's CRI log; an empty path means the container keeps none. */
+export function openContainerLog(path: string): Promise<CriLogWriter> {
+  return path ? CriLogWriter.open(path) : Promise.resolve(CriLogWriter.discarding());
+}
+
 /** containerd's default max_container_log_line_size. */
 export const DEFAULT_MAX_LOG_LINE_BYTES = 16 * 1024;
 
@@ -24,6 +29,7 @@ export class CriLogWriter {
   private readonly taken: Record<LogStream, number> = { stdout: 0, stderr: 0 };
   private readonly maxLineBytes: number;
   private readonly now: () => Date;
+  private discard = false;
   // Writes are serialised so lines never interleave, also across reopen().
   private chain: Promise<void> = Promise.resolve();
 
@@ -43,12 +49,23 @@ export class CriLogWriter {
   }
 
   /**
+   * A writer for a container with no log file: output is counted as stored
+   * at once and dropped, so the agent is never held up waiting for it.
+   */
+  static discarding(): CriLogWriter {
+    const w = new CriLogWriter('', {});
+    w.discard = true;
+    return w;
+  }
+
+  /**
    * Appends output of one stream; resolves once it is written (the caller's
    * backpressure) with how many bytes given to this stream are now in the
    * file: all but an unfinished line, which waits in memory for its end.
    */
   write(stream: LogStream, data: Buffer): Promise<number> {
     this.taken[stream] += data.length;
+    if (this.discard) return Promise.resolve(this.taken[stream]);
     const lines = this.format(stream, data);
     const stored = this.taken[stream] - this.partialBytes[stream];
     if (lines.length === 0) return this.chain.then(() => stored);
@@ -72,6 +89,7 @@ export class CriLogWriter {
 
   /** Opens the path anew (after kubelet rotated the file away). */
   reopen(): Promise<void> {
+    if (this.discard) return Promise.resolve();
     return this.serial(async () => {
       await this.fh?.close();
       this.fh = await open(this.path, 'a', 0o640);

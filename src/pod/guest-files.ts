@@ -7,7 +7,8 @@ import type { DnsConfig } from './types.js';
 /** glibc reads at most 3 nameservers and 6 search domains. */
 const MAX_SERVERS = 3;
 const MAX_SEARCHES = 32;
-const HOSTNAME_RE = /^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$/;
+/** At most 64 bytes (Linux's HOST_NAME_MAX); nothing that would break /etc/hosts. */
+const HOSTNAME_RE = /^[A-Za-z0-9_]([A-Za-z0-9_.-]{0,62}[A-Za-z0-9_])?$/;
 
 export function resolvConf(dns: DnsConfig): string {
   if (dns.servers.length === 0 && dns.searches.length === 0 && dns.options.length === 0) return '';

@@ -2,7 +2,7 @@
 // stored records at start and re-attaches to the VMs that still run.
 import { errorMessage } from '../lib/errors.js';
 import { logger } from '../lib/log.js';
-import { CriLogWriter } from './cri-log-writer.js';
+import { openContainerLog } from './cri-log-writer.js';
 import type { Duplex } from 'node:stream';
 import { PodContext, podName, type OutputTap, type PodManagerDeps, type PodManagerOptions } from './context.js';
 import { containerName, createContainer, follow, removeContainer, startContainer, stopContainerProcess } from './container-ops.js';
@@ -72,7 +72,7 @@ export class PodManager {
       if (g?.state === 'running' || g?.state === 'exited') {
         // Also a process that exited meanwhile: the agent holds the output the
         // last frakti did not store; follow() writes it, then records the exit.
-        const logFile = await CriLogWriter.open(c.meta.spec.logPath);
+        const logFile = await openContainerLog(c.meta.spec.logPath);
         const io = await agent.attachIo(c.meta.id, '', { ack: 'caller' }).catch(async (err: unknown) => {
           await logFile.close();
           if (g.state === 'running') throw err;

@@ -3,7 +3,7 @@
 // idempotent stop/remove, then a leak check; a restart test; five pods at once.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, mkdir, readdir, rename, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, mkdir, readdir, rename, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -345,6 +345,52 @@ test('exec, attach and port-forward through the streaming URLs, as kubectl does 
   assert.equal((await grpcError(rt.Exec!({ container_id: c1, cmd: ['true'], stdout: true }))).code, status.FAILED_PRECONDITION);
   assert.equal((await grpcError(rt.PortForward!({ pod_sandbox_id: pod, port: [8080] }))).code, status.FAILED_PRECONDITION);
   await rt.RemovePodSandbox!({ pod_sandbox_id: pod });
+});
+
+test('what crictl, kubelet and test suites send that containerd takes: no hostname and a long name, no log, a working dir and a host path that do not exist', async (t) => {
+  const d = await daemon(t, 'edge');
+  const rt = d.client.runtime;
+  await d.client.image.PullImage!({ image: { image } });
+  // 80 bytes, as critest names its pods; no hostname, no log directory, no DNS, no linux options, no uid.
+  const name = 'create-podsandbox-for-container-' + '0123456789abcdef'.repeat(3);
+  const config = { metadata: { name, namespace: 'default', uid: '', attempt: 0 } };
+  const { pod_sandbox_id: pod } = await rt.RunPodSandbox!({ config });
+  const hostDir = join(d.dir, 'made-by-frakti', 'deep');
+  const chatty = ['sh', '-c', 'while true; do echo tick; top -b -n 1 >/dev/null; top -b -n 1; done'];
+  const cfg = { metadata: { name: 'chatty', attempt: 0 }, image: { image }, command: chatty, working_dir: '/work/not/in/image', mounts: [{ container_path: '/data', host_path: hostDir }] };
+  const { container_id: c } = await rt.CreateContainer!({ pod_sandbox_id: pod, config: cfg, sandbox_config: config });
+  assert.ok((await stat(hostDir)).isDirectory(), 'the missing host path was made');
+  await rt.StartContainer!({ container_id: c });
+  const st = (await rt.ContainerStatus!({ container_id: c })).status;
+  assert.equal(st.state, 'CONTAINER_RUNNING');
+  assert.equal(st.log_path, '');
+
+  // Exec works and sees the derived host name, the made working dir and the mount.
+  const ex = await rt.ExecSync!({ container_id: c, cmd: ['sh', '-c', 'hostname; echo "$HOSTNAME"; pwd; ls -d /data'], timeout: '20' });
+  assert.equal(Buffer.from(ex.stdout).toString(), `${name.slice(0, 63)}\n${name.slice(0, 63)}\n/work/not/in/image\n/data\n`);
+  assert.equal(ex.exit_code, 0);
+
+  // Attach still shows what the container writes, though no file keeps it.
+  const at = await rt.Attach!({ container_id: c, stdout: true, stderr: true });
+  const att = (await spdyConnect(at.url, ['v4.channel.k8s.io'])).client;
+  const [, aOut] = await Promise.all(['error', 'stdout', 'stderr'].map((s) => att.open({ streamType: s })));
+  assert.match(await readUntil(aOut!, /tick/), /tick/);
+  att.close();
+
+  // The output nobody keeps never holds the container or a stop up.
+  const t0 = Date.now();
+  await rt.StopContainer!({ container_id: c, timeout: '2' });
+  assert.ok(Date.now() - t0 < 2000 + 10_000, `StopContainer took ${Date.now() - t0} ms`);
+  assert.equal((await rt.ContainerStatus!({ container_id: c })).status.state, 'CONTAINER_EXITED');
+
+  // What stays refused says why, with the code kubelet expects.
+  const absent = await grpcError(rt.CreateContainer!({ pod_sandbox_id: pod, config: { ...cfg, metadata: { name: 'absent', attempt: 0 }, image: { image: `${reg.host}/not-pulled:1` } }, sandbox_config: config }));
+  assert.equal(absent.code, status.NOT_FOUND, absent.details);
+  const long = await grpcError(rt.RunPodSandbox!({ config: { ...config, metadata: { ...config.metadata, name: 'other' }, hostname: 'h'.repeat(65) } }));
+  assert.equal(long.code, status.INVALID_ARGUMENT, long.details);
+  await rt.StopPodSandbox!({ pod_sandbox_id: pod });
+  await rt.RemovePodSandbox!({ pod_sandbox_id: pod });
+  assert.deepEqual((await rt.ListPodSandbox!({})).items, []);
 });
 
 test('bad requests get clear gRPC errors and change nothing', async (t) => {

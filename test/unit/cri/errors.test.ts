@@ -5,6 +5,7 @@ import { CriError, toGrpcStatus } from '../../../src/cri/errors.js';
 import { FraktiError } from '../../../src/lib/errors.js';
 import { AmbiguousReferenceError, ImageInUseError, ImageNotFoundError, InvalidReferenceError, PullAbortedError, RegistryAuthError, RegistryError } from '../../../src/image/index.js';
 import { PodError } from '../../../src/pod/errors.js';
+import { AgentCallError, AgentError } from '../../../src/agent-protocol/errors.js';
 
 test('stable codes map to their gRPC status and keep the message', () => {
   const cases: [FraktiError, status][] = [
@@ -32,6 +33,26 @@ test('stable codes map to their gRPC status and keep the message', () => {
   for (const [err, want] of cases) {
     const got = toGrpcStatus(err);
     assert.equal(status[got.code], status[want], err.code);
+    assert.equal(got.details, err.message);
+  }
+});
+
+test('a lower room\'s error wrapped for context keeps its status; agent errors map by what they say', () => {
+  const wrapped = (cause: unknown) => new PodError('INTERNAL', 'create container c1: ' + String((cause as Error).message), {}, cause);
+  const cases: [Error, status][] = [
+    [wrapped(new ImageNotFoundError('busybox')), status.NOT_FOUND],
+    [wrapped(new AgentCallError('createContainer', 22, 'unknown capability CAP_ALL')), status.INVALID_ARGUMENT],
+    [wrapped(new AgentCallError('startContainer', 2, 'exec `nope`')), status.INVALID_ARGUMENT],
+    [wrapped(new AgentCallError('createContainer', 5, 'EIO')), status.INTERNAL],
+    [wrapped(new AgentError('AGENT_OPTIONS', 'hostname too long')), status.INVALID_ARGUMENT],
+    [wrapped(new AgentError('AGENT_CLOSED', 'closed by the peer')), status.UNAVAILABLE],
+    [wrapped(Object.assign(new Error('no space left on device'), { code: 'ENOSPC' })), status.RESOURCE_EXHAUSTED],
+    [wrapped(new TypeError('x is undefined')), status.INTERNAL],
+    [new PodError('INTERNAL', 'outer', {}, wrapped(new ImageNotFoundError('x'))), status.NOT_FOUND],
+  ];
+  for (const [err, want] of cases) {
+    const got = toGrpcStatus(err);
+    assert.equal(status[got.code], status[want], err.message);
     assert.equal(got.details, err.message);
   }
 });

@@ -1,0 +1,74 @@
+// What RunPodSandbox and CreateContainer take from a client, as containerd
+// takes it: the inputs kubelet, crictl and test suites send that frakti
+// used to refuse, and the refusals that stay, each INVALID_ARGUMENT.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { hostnameFromPodName, MAX_LABELS, toContainerSpec, toPodSpec } from '../../../src/cri/pod-mapping.js';
+import { toGrpcStatus } from '../../../src/cri/errors.js';
+import { status } from '@grpc/grpc-js';
+
+const sizing = { defaultCpus: 1, defaultMemoryMiB: 256, guestOverheadMiB: 64, maxCpus: 4 };
+
+function podConfig(over: Record<string, unknown> = {}): never {
+  return { metadata: { name: 'p', namespace: 'default', uid: 'u', attempt: 0 }, hostname: '', log_directory: '/var/log/pods/x', dns_config: null, port_mappings: [], labels: {}, annotations: {}, linux: null, ...over } as never;
+}
+
+function containerConfig(over: Record<string, unknown> = {}): never {
+  return { metadata: { name: 'c', attempt: 0 }, image: { image: 'busybox' }, command: [], args: [], working_dir: '', envs: [], mounts: [], devices: [], labels: {}, annotations: {}, log_path: 'c_0.log', stdin: false, stdin_once: false, tty: false, linux: null, ...over } as never;
+}
+
+const codeOf = (fn: () => unknown) => {
+  try {
+    fn();
+  } catch (err) {
+    return status[toGrpcStatus(err).code];
+  }
+  return 'OK';
+};
+
+test('a pod without a hostname gets one from its name: at most 63 bytes, valid, whatever the name', () => {
+  const long = 'create-podsandbox-for-container-' + '0123456789abcdef'.repeat(3);
+  const spec = toPodSpec(podConfig({ metadata: { name: long, namespace: 'ns', uid: 'u', attempt: 0 } }), '', sizing);
+  assert.ok(Buffer.byteLength(spec.hostname) <= 63);
+  assert.ok(long.startsWith(spec.hostname));
+  assert.match(spec.hostname, /^[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?$/);
+  assert.equal(hostnameFromPodName('web_0'), 'web-0');
+  assert.equal(hostnameFromPodName('a'.repeat(62) + '-b'), 'a'.repeat(62)); // no trailing '-' after the cut
+  assert.equal(hostnameFromPodName('___'), 'pod');
+  // An explicit name is kept; one Linux cannot take is the client's mistake.
+  assert.equal(toPodSpec(podConfig({ hostname: 'db-1' }), '', sizing).hostname, 'db-1');
+  assert.equal(codeOf(() => toPodSpec(podConfig({ hostname: 'h'.repeat(65) }), '', sizing)), 'INVALID_ARGUMENT');
+});
+
+test('metadata needs a name only; no namespace options means every namespace is the pod\'s', () => {
+  const spec = toPodSpec(podConfig({ metadata: { name: 'p', namespace: '', uid: '', attempt: 0 } }), '', sizing);
+  assert.equal(spec.pidMode, 'pod');
+  assert.equal(codeOf(() => toPodSpec(podConfig({ metadata: { name: '', namespace: 'n', uid: 'u', attempt: 0 } }), '', sizing)), 'INVALID_ARGUMENT');
+  assert.equal(codeOf(() => toPodSpec(podConfig({ metadata: null }), '', sizing)), 'INVALID_ARGUMENT');
+});
+
+test('labels and annotations by the hundreds are taken; past the bound, refused', () => {
+  const many = Object.fromEntries(Array.from({ length: 1000 }, (_, i) => [`k${i}`, 'v']));
+  assert.equal(Object.keys(toPodSpec(podConfig({ labels: many }), '', sizing).labels).length, 1000);
+  const tooMany = Object.fromEntries(Array.from({ length: MAX_LABELS + 1 }, (_, i) => [`k${i}`, 'v']));
+  assert.equal(codeOf(() => toPodSpec(podConfig({ annotations: tooMany }), '', sizing)), 'INVALID_ARGUMENT');
+});
+
+test('a container without a log directory or log path runs with no log file', () => {
+  const withLog = toPodSpec(podConfig(), '', sizing);
+  assert.equal(toContainerSpec(containerConfig(), withLog).logPath, '/var/log/pods/x/c_0.log');
+  assert.equal(toContainerSpec(containerConfig({ log_path: '' }), withLog).logPath, '');
+  const noDir = toPodSpec(podConfig({ log_directory: '' }), '', sizing);
+  assert.equal(toContainerSpec(containerConfig(), noDir).logPath, '');
+  assert.equal(toContainerSpec(containerConfig({ log_path: '/abs/c.log' }), noDir).logPath, '');
+  assert.equal(codeOf(() => toContainerSpec(containerConfig({ log_path: '../../etc/x' }), withLog)), 'INVALID_ARGUMENT');
+  assert.equal(codeOf(() => toContainerSpec(containerConfig(), toPodSpec(podConfig({ log_directory: 'rel/dir' }), '', sizing))), 'INVALID_ARGUMENT');
+});
+
+test('host CPU numbers from kubelet\'s CPU manager are not passed into the guest; a relative working_dir is refused', () => {
+  const pod = toPodSpec(podConfig(), '', sizing);
+  const spec = toContainerSpec(containerConfig({ linux: { resources: { cpu_shares: '2', cpuset_cpus: '12-15', cpuset_mems: '1' } } }), pod);
+  assert.deepEqual(spec.resources, { cpuShares: 2 });
+  assert.equal(codeOf(() => toContainerSpec(containerConfig({ working_dir: 'app' }), pod)), 'INVALID_ARGUMENT');
+  assert.equal(toContainerSpec(containerConfig({ working_dir: '/app/not/in/image' }), pod).workingDir, '/app/not/in/image');
+});
