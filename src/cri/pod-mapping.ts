@@ -142,6 +142,8 @@ export function toContainerSpec(config: ContainerConfig | null, pod: PodSpec): C
   const logPath = config.log_path && pod.logDirectory ? `${pod.logDirectory}/${config.log_path}` : '';
   if (logPath && !logPath.startsWith('/')) throw invalidArgument(`CreateContainer: log_directory ${JSON.stringify(pod.logDirectory)} is not an absolute path`);
   if (logPath.split('/').includes('..')) throw invalidArgument('CreateContainer: log path must not contain ..');
+  // runc cannot take a group without a user (containerd refuses it the same way).
+  if (sc?.run_as_group && !sc.run_as_user && !sc.run_as_username) throw invalidArgument('CreateContainer: run_as_group needs run_as_user or run_as_username');
   if (config.working_dir && !config.working_dir.startsWith('/')) throw invalidArgument(`CreateContainer: working_dir ${JSON.stringify(config.working_dir)} is not an absolute path`);
   return {
     name: config.metadata.name,

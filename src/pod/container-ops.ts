@@ -32,13 +32,35 @@ export function containerName(ctx: PodContext, podId: string, spec: ContainerSpe
   return `${spec.name}_${m.name}_${m.namespace}_${m.uid}_${spec.attempt}`;
 }
 
-function capabilities(spec: ContainerSpec): string[] {
+/** Every capability the guest kernel knows (Linux 6.1), in number order: what `ALL` adds. */
+export const ALL_CAPABILITIES = [
+  'CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_DAC_READ_SEARCH', 'CAP_FOWNER', 'CAP_FSETID', 'CAP_KILL', 'CAP_SETGID', 'CAP_SETUID',
+  'CAP_SETPCAP', 'CAP_LINUX_IMMUTABLE', 'CAP_NET_BIND_SERVICE', 'CAP_NET_BROADCAST', 'CAP_NET_ADMIN', 'CAP_NET_RAW',
+  'CAP_IPC_LOCK', 'CAP_IPC_OWNER', 'CAP_SYS_MODULE', 'CAP_SYS_RAWIO', 'CAP_SYS_CHROOT', 'CAP_SYS_PTRACE', 'CAP_SYS_PACCT',
+  'CAP_SYS_ADMIN', 'CAP_SYS_BOOT', 'CAP_SYS_NICE', 'CAP_SYS_RESOURCE', 'CAP_SYS_TIME', 'CAP_SYS_TTY_CONFIG', 'CAP_MKNOD',
+  'CAP_LEASE', 'CAP_AUDIT_WRITE', 'CAP_AUDIT_CONTROL', 'CAP_SETFCAP', 'CAP_MAC_OVERRIDE', 'CAP_MAC_ADMIN', 'CAP_SYSLOG',
+  'CAP_WAKE_ALARM', 'CAP_BLOCK_SUSPEND', 'CAP_AUDIT_READ', 'CAP_PERFMON', 'CAP_BPF', 'CAP_CHECKPOINT_RESTORE',
+];
+const KNOWN_CAPABILITIES = new Set(ALL_CAPABILITIES);
+
+/**
+ * The container's capability set, as containerd computes it: the defaults,
+ * or none when `ALL` is dropped; `ALL` added means every one; names in any
+ * case, with or without `CAP_`. A name the guest kernel does not know is
+ * left out with a warning (runc ignores it likewise).
+ */
+export function capabilities(spec: Pick<ContainerSpec, 'capabilities' | 'name'>): string[] {
   const norm = (c: string) => (c.toUpperCase().startsWith('CAP_') ? c.toUpperCase() : `CAP_${c.toUpperCase()}`);
-  if (spec.capabilities.drop.map((c) => c.toUpperCase()).includes('ALL')) return spec.capabilities.add.map(norm);
-  const caps = new Set(DEFAULT_CAPABILITIES);
-  for (const c of spec.capabilities.add) caps.add(norm(c));
-  for (const c of spec.capabilities.drop) caps.delete(norm(c));
-  return [...caps];
+  const isAll = (c: string) => c.toUpperCase() === 'ALL';
+  const { add, drop } = spec.capabilities;
+  // containerd's order: ALL added, then ALL dropped, then single adds, then single drops.
+  let caps = new Set(add.some(isAll) ? ALL_CAPABILITIES : DEFAULT_CAPABILITIES);
+  if (drop.some(isAll)) caps = new Set();
+  for (const c of add.filter((x) => !isAll(x))) caps.add(norm(c));
+  for (const c of drop.filter((x) => !isAll(x))) caps.delete(norm(c));
+  const unknown = [...caps].filter((c) => !KNOWN_CAPABILITIES.has(c));
+  if (unknown.length > 0) log.warn('unknown capabilities left out', { container: spec.name, capabilities: unknown.slice(0, 16) });
+  return [...caps].filter((c) => KNOWN_CAPABILITIES.has(c));
 }
 
 const depth = (p: string) => p.split('/').filter(Boolean).length;

@@ -1,7 +1,7 @@
 // A container's root filesystem on the host: an overlay of the image's
 // unpacked layers (read-only) and a per-container upper dir, mounted under
 // the pod's shared directory, which virtio-fs serves to the guest.
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, rm, symlink } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
 import { execa } from 'execa';
 import type { UndoStack } from '../lib/undo.js';
@@ -43,13 +43,28 @@ export async function mountRootfs(m: RootfsMount, undo: UndoStack): Promise<void
   // parent keep the option string short for images with many layers.
   const parent = commonParent(m.layers);
   const lower = [...m.layers].reverse().map((l) => relative(parent, l)).join(':');
-  const opts = m.readonly ? `lowerdir=${lower}` : `lowerdir=${lower},upperdir=${upper},workdir=${work}`;
+  let opts = m.readonly ? `lowerdir=${lower}` : `lowerdir=${lower},upperdir=${upper},workdir=${work}`;
+  let cwd = parent;
   if (Buffer.byteLength(opts) >= MOUNT_OPTIONS_MAX_BYTES) {
-    throw new PodError('INVALID_ARGUMENT', `overlay options for ${m.layers.length} layers exceed one page`);
+    // Too long for the page the kernel reads (about 60 layers of digest-named
+    // directories): short symlinks in the scratch dir name the layers instead;
+    // overlayfs resolves them once, at mount time.
+    ({ opts, cwd } = await shortLayerNames(m, upper, work));
   }
-  const res = await execa('mount', ['-t', 'overlay', 'overlay', '-o', opts, m.target], { cwd: parent, reject: false, timeout: 30_000 });
+  const res = await execa('mount', ['-t', 'overlay', 'overlay', '-o', opts, m.target], { cwd, reject: false, timeout: 30_000 });
   if (res.exitCode !== 0) throw new PodError('INTERNAL', `mount rootfs at ${m.target}: ${res.stderr.trim() || `exit ${res.exitCode}`}`);
   undo.push(`unmount ${m.target}`, () => unmountRootfs(m.target));
+}
+
+/** Overlay options naming the layers by symlinks `l/0`, `l/1`, ... in the scratch dir (which is the mount's cwd). */
+async function shortLayerNames(m: RootfsMount, upper: string, work: string): Promise<{ opts: string; cwd: string }> {
+  const dir = join(m.scratchDir, 'l');
+  await mkdir(dir, { mode: 0o700 });
+  const top = [...m.layers].reverse();
+  for (const [i, layer] of top.entries()) await symlink(layer, join(dir, String(i)));
+  const lower = top.map((_, i) => `l/${i}`).join(':');
+  const opts = m.readonly ? `lowerdir=${lower}` : `lowerdir=${lower},upperdir=${relative(m.scratchDir, upper)},workdir=${relative(m.scratchDir, work)}`;
+  return { opts, cwd: m.scratchDir };
 }
 
 /**

@@ -70,5 +70,8 @@ test('host CPU numbers from kubelet\'s CPU manager are not passed into the guest
   const spec = toContainerSpec(containerConfig({ linux: { resources: { cpu_shares: '2', cpuset_cpus: '12-15', cpuset_mems: '1' } } }), pod);
   assert.deepEqual(spec.resources, { cpuShares: 2 });
   assert.equal(codeOf(() => toContainerSpec(containerConfig({ working_dir: 'app' }), pod)), 'INVALID_ARGUMENT');
+  const group = (sc: Record<string, unknown>) => containerConfig({ linux: { security_context: sc } });
+  assert.equal(codeOf(() => toContainerSpec(group({ run_as_group: { value: '1000' } }), pod)), 'INVALID_ARGUMENT');
+  assert.equal(toContainerSpec(group({ run_as_group: { value: '1000' }, run_as_user: { value: '1000' } }), pod).user.gid, 1000);
   assert.equal(toContainerSpec(containerConfig({ working_dir: '/app/not/in/image' }), pod).workingDir, '/app/not/in/image');
 });

@@ -1,0 +1,19 @@
+// A container's capability set from the CRI's add and drop lists, in the
+// order containerd applies them.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { ALL_CAPABILITIES, DEFAULT_CAPABILITIES, capabilities } from '../../../src/pod/container-ops.js';
+
+const caps = (add: string[], drop: string[]) => capabilities({ name: 'c', capabilities: { add, drop } }).sort();
+
+test('ALL, case and the CAP_ prefix, as containerd reads them', () => {
+  assert.deepEqual(caps([], []), [...DEFAULT_CAPABILITIES].sort());
+  assert.equal(caps(['ALL'], []).length, ALL_CAPABILITIES.length);
+  assert.deepEqual(caps(['all'], ['CHOWN']), ALL_CAPABILITIES.filter((c) => c !== 'CAP_CHOWN').sort());
+  assert.deepEqual(caps(['NET_ADMIN'], ['ALL']), ['CAP_NET_ADMIN']);
+  assert.deepEqual(caps(['ALL'], ['ALL']), []);
+  const some = caps(['net_admin', 'CAP_SYS_TIME', 'BOGUS'], ['kill']);
+  assert.ok(some.includes('CAP_NET_ADMIN') && some.includes('CAP_SYS_TIME'));
+  assert.ok(!some.includes('CAP_KILL'));
+  assert.ok(!some.includes('CAP_BOGUS'), 'a name the kernel does not know is left out');
+});
