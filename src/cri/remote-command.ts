@@ -167,11 +167,27 @@ export async function serveRemoteCommand(
   if (conn.isClosed) onClose();
   else conn.once('close', onClose);
 
+  // The session's streams error when the pod's VM or agent goes away under
+  // them (a removed pod, a dead QEMU). That ends this session, never the
+  // daemon: every stream here has an error listener, and an errored output
+  // ends its channel with what came before.
   if (ch.stdin) {
-    if (session.stdin) ch.stdin.pipe(session.stdin);
-    else ch.stdin.resume();
+    const input = ch.stdin;
+    if (session.stdin) {
+      const target = session.stdin;
+      target.on('error', (err) => {
+        log.debug('session input closed under the client', { err: errorMessage(err) });
+        input.unpipe(target);
+        input.resume(); // what the client still types is dropped
+      });
+      input.pipe(target);
+    } else input.resume();
   }
   const pipeOut = (from: Readable, to: SpdyStream | undefined) => {
+    from.on('error', (err) => {
+      log.debug('session output ended by an error', { err: errorMessage(err) });
+      if (to && !to.writableEnded) to.end();
+    });
     if (to) from.pipe(to);
     else from.resume();
     return to ? settled(to, 'write') : settled(from, 'read');

@@ -393,6 +393,55 @@ test('what crictl, kubelet and test suites send that containerd takes: no hostna
   assert.deepEqual((await rt.ListPodSandbox!({})).items, []);
 });
 
+test('a pod removed under open exec, attach and port-forward sessions ends them; the daemon goes on', async (t) => {
+  const { d, rt, config, pod } = await runningPod(t, 'gone', 'vanishing');
+  const shell = { ...containerConfig('shell', ['sh', '-c', 'while read l; do echo "got:$l"; done']), stdin: true };
+  const { container_id: c1 } = await rt.CreateContainer!({ pod_sandbox_id: pod, config: shell, sandbox_config: config });
+  const term = { ...containerConfig('term', ['sh', '-c', 'while read l; do echo "t:$l"; done']), stdin: true, tty: true };
+  const { container_id: c2 } = await rt.CreateContainer!({ pod_sandbox_id: pod, config: term, sandbox_config: config });
+  const web = containerConfig('web', ['sh', '-c', 'mkdir -p /www && echo hi > /www/index.html && exec httpd -f -p 127.0.0.1:8080 -h /www']);
+  const { container_id: c3 } = await rt.CreateContainer!({ pod_sandbox_id: pod, config: web, sandbox_config: config });
+  for (const c of [c1, c2, c3]) await rt.StartContainer!({ container_id: c });
+
+  // Every kind of session, open and idle, with and without a terminal.
+  const sessions: { close(): void }[] = [];
+  const ended: Promise<unknown>[] = [];
+  const open = async (url: string, protocols: string[], types: Record<string, string>[]) => {
+    const { client } = await spdyConnect(url, protocols);
+    sessions.push(client);
+    const streams = await Promise.all(types.map((h) => client.open(h)));
+    for (const s of streams) ended.push(readAll(s).catch(() => ''));
+    return streams;
+  };
+  const execTty = await rt.Exec!({ container_id: c1, cmd: ['sh'], stdin: true, stdout: true, tty: true });
+  const [, inTty] = await open(execTty.url, ['v4.channel.k8s.io'], [{ streamType: 'error' }, { streamType: 'stdin' }, { streamType: 'stdout' }, { streamType: 'resize' }]);
+  const execPlain = await rt.Exec!({ container_id: c1, cmd: ['cat'], stdin: true, stdout: true, stderr: true });
+  const [, inPlain] = await open(execPlain.url, ['v4.channel.k8s.io'], [{ streamType: 'error' }, { streamType: 'stdin' }, { streamType: 'stdout' }, { streamType: 'stderr' }]);
+  const attachPlain = await rt.Attach!({ container_id: c1, stdin: true, stdout: true, stderr: true });
+  await open(attachPlain.url, ['v4.channel.k8s.io'], [{ streamType: 'error' }, { streamType: 'stdin' }, { streamType: 'stdout' }, { streamType: 'stderr' }]);
+  const attachTty = await rt.Attach!({ container_id: c2, stdin: true, stdout: true, tty: true });
+  await open(attachTty.url, ['v4.channel.k8s.io'], [{ streamType: 'error' }, { streamType: 'stdin' }, { streamType: 'stdout' }, { streamType: 'resize' }]);
+  await waitFor('httpd to listen', async () => Buffer.from((await rt.ExecSync!({ container_id: c3, cmd: ['sh', '-c', 'netstat -tln | grep -c :8080 || true'], timeout: '10' })).stdout).toString().trim() !== '0', 15_000);
+  const pf = await rt.PortForward!({ pod_sandbox_id: pod, port: [8080] });
+  await open(pf.url, ['portforward.k8s.io'], [{ streamType: 'error', port: '8080', requestID: '0' }, { streamType: 'data', port: '8080', requestID: '0' }]);
+  inTty!.write('echo typing\n');
+  inPlain!.write('more\n');
+
+  // The pod goes away under all of them, as kubelet removes a deleted pod.
+  await rt.StopPodSandbox!({ pod_sandbox_id: pod });
+  await rt.RemovePodSandbox!({ pod_sandbox_id: pod });
+  // Input sent after the pod is gone is dropped, not a crash.
+  inTty!.write('late\n');
+  inPlain!.write('late\n');
+  await Promise.race([Promise.all(ended), new Promise((_, rej) => setTimeout(() => rej(new Error('sessions did not end within 30 s')), 30_000))]);
+  for (const s of sessions) s.close();
+
+  // The daemon is alive and serves the next call.
+  assert.equal(d.child.exitCode, null, d.stderr().slice(-2000));
+  assert.deepEqual((await rt.ListPodSandbox!({})).items, []);
+  assert.doesNotMatch(d.stderr(), /Unhandled 'error' event|uncaughtException|unhandledRejection/);
+});
+
 test('bad requests get clear gRPC errors and change nothing', async (t) => {
   const d = await daemon(t, 'bad');
   const rt = d.client.runtime;
