@@ -105,6 +105,7 @@ export function toPodSpec(config: PodSandboxConfig | null, runtimeHandler: strin
     hostname: podHostname(config, m.name),
     logDirectory: config.log_directory,
     dns: { servers: config.dns_config?.servers ?? [], searches: config.dns_config?.searches ?? [], options: config.dns_config?.options ?? [] },
+    ...(config.dns_config ? {} : { dnsFromHost: true }),
     portMappings: ports.filter((p) => p.hostPort > 0),
     labels: stringMap(config.labels, 'labels'),
     annotations: stringMap(config.annotations, 'annotations'),

@@ -1,5 +1,6 @@
 // Files every container of a pod sees: /etc/resolv.conf from the CRI DNS
 // config, /etc/hosts with the pod's own name and addresses.
+import { readFile } from 'node:fs/promises';
 import { isIP } from 'node:net';
 import { PodError } from './errors.js';
 import type { DnsConfig } from './types.js';
@@ -19,6 +20,28 @@ export function resolvConf(dns: DnsConfig): string {
   if (dns.searches.length > 0) lines.push(`search ${dns.searches.join(' ')}`);
   if (dns.options.length > 0) lines.push(`options ${dns.options.join(' ')}`);
   return lines.join('\n') + '\n';
+}
+
+/** The node's resolver file, and how much of it is read. */
+export const HOST_RESOLV_CONF = '/etc/resolv.conf';
+const HOST_RESOLV_MAX_BYTES = 64 * 1024;
+
+/**
+ * The node's DNS settings for a pod whose request has none. Loopback
+ * nameservers (a local stub resolver) are left out: in the guest, loopback
+ * is the guest's own. A missing file gives none.
+ */
+export async function hostDns(path = HOST_RESOLV_CONF): Promise<DnsConfig> {
+  const text = (await readFile(path, 'latin1').catch(() => '')).slice(0, HOST_RESOLV_MAX_BYTES);
+  const dns: DnsConfig = { servers: [], searches: [], options: [] };
+  for (const line of text.split('\n')) {
+    const [key, ...words] = line.replace(/[#;].*/, '').trim().split(/\s+/);
+    if (key === 'nameserver' && words[0] && isIP(words[0]) && !/^(127\.|::1$)/.test(words[0])) dns.servers.push(words[0]);
+    else if (key === 'search' || key === 'domain') dns.searches = words.filter(Boolean).slice(0, MAX_SEARCHES);
+    else if (key === 'options') dns.options.push(...words.filter(Boolean));
+  }
+  dns.servers = dns.servers.slice(0, MAX_SERVERS);
+  return dns;
 }
 
 export function checkHostname(h: string): string {

@@ -13,7 +13,7 @@ import { UndoStack } from '../lib/undo.js';
 import type { Vm } from '../vmm/index.js';
 import { GUEST_SHARE_DIR, SHARE_TAG, newId, podName, type PodContext, type PodManagerOptions } from './context.js';
 import { PodError } from './errors.js';
-import { checkHostname, hostsFile, resolvConf } from './guest-files.js';
+import { checkHostname, hostDns, hostsFile, resolvConf } from './guest-files.js';
 import { attachPodNetwork, createPodNetns, tearDownPodNetwork, podNetnsName, type PodNetwork } from './pod-network.js';
 import { netnsPath } from '../network/index.js';
 import { MAX_MEMORY_MIB, MAX_VCPUS, destroyVmDir, hotplugNic } from '../vmm/index.js';
@@ -40,7 +40,8 @@ export function podFilesDir(ctx: PodContext, podId: string): string {
   return join(ctx.shareDir(podId), '.pod');
 }
 
-export async function runPodSandbox(ctx: PodContext, spec: PodSpec): Promise<string> {
+export async function runPodSandbox(ctx: PodContext, requested: PodSpec): Promise<string> {
+  const spec = requested.dnsFromHost ? { ...requested, dns: await hostDns() } : requested;
   checkHostname(spec.hostname);
   const resolv = resolvConf(spec.dns);
   const id = newId();

@@ -29,6 +29,8 @@ export interface PodSpec {
   hostname: string;
   logDirectory: string;
   dns: DnsConfig;
+  /** The request had no DNS config: the pod gets the node's resolver settings (containerd does the same). */
+  dnsFromHost?: boolean;
   portMappings: PortMappingSpec[];
   labels: Record<string, string>;
   annotations: Record<string, string>;

@@ -43,6 +43,8 @@ test('a pod without a hostname gets one from its name: at most 63 bytes, valid, 
 test('metadata needs a name only; no namespace options means every namespace is the pod\'s', () => {
   const spec = toPodSpec(podConfig({ metadata: { name: 'p', namespace: '', uid: '', attempt: 0 } }), '', sizing);
   assert.equal(spec.pidMode, 'pod');
+  assert.equal(spec.dnsFromHost, true, 'no DNS config: the node\'s, as containerd gives');
+  assert.equal(toPodSpec(podConfig({ dns_config: { servers: [], searches: [], options: [] } }), '', sizing).dnsFromHost, undefined);
   assert.equal(codeOf(() => toPodSpec(podConfig({ metadata: { name: '', namespace: 'n', uid: 'u', attempt: 0 } }), '', sizing)), 'INVALID_ARGUMENT');
   assert.equal(codeOf(() => toPodSpec(podConfig({ metadata: null }), '', sizing)), 'INVALID_ARGUMENT');
 });
