@@ -1100,6 +1100,16 @@ containers_on_exit (struct agent *agent, pid_t pid, int status)
       p->exited = true;
       p->status = status;
       p->exited_at_ns = now_ns ();
+      /* A container ends with its own process, as with runc: in a PID
+       * namespace of its own the kernel kills the rest; in the pod's shared
+       * one nothing would, so its cgroup is killed (what containerd's shim
+       * does). Otherwise a child holding the output pipes keeps the
+       * container's output, and so its exit, open for ever. */
+      if (p == &c->init)
+        {
+          struct agent_error ignored = { 0 };
+          cgroup_kill (c->id, &ignored);
+        }
       /* Its stdin has no reader any more. */
       istream_close_fd (&p->in);
       proc_check_done (p);

@@ -377,6 +377,22 @@ test('what crictl, kubelet and test suites send that containerd takes: no hostna
   assert.match(await readUntil(aOut!, /tick/), /tick/);
   att.close();
 
+  // In the pod's shared PID namespace a container still ends with its own
+  // process: a child holding its output is killed with it (as runc does).
+  const forker = { metadata: { name: 'forker', attempt: 0 }, image: { image }, command: ['sh', '-c', 'sleep 1000 & echo started; exit 3'] };
+  const { container_id: f } = await rt.CreateContainer!({ pod_sandbox_id: pod, config: forker, sandbox_config: config });
+  await rt.StartContainer!({ container_id: f });
+  await waitFor('the forking container to exit', async () => (await rt.ContainerStatus!({ container_id: f })).status.state === 'CONTAINER_EXITED', 20_000);
+  assert.equal((await rt.ContainerStatus!({ container_id: f })).status.exit_code, 3);
+  const parent = { metadata: { name: 'parent', attempt: 0 }, image: { image }, command: ['sh', '-c', 'sleep 1000 & sleep 1000'] };
+  const { container_id: pc } = await rt.CreateContainer!({ pod_sandbox_id: pod, config: parent, sandbox_config: config });
+  await rt.StartContainer!({ container_id: pc });
+  await rt.StopContainer!({ container_id: pc, timeout: '1' });
+  assert.equal((await rt.ContainerStatus!({ container_id: pc })).status.state, 'CONTAINER_EXITED');
+  // chatty shares the PID namespace: it sees what is left, and nothing of theirs is.
+  const ps = Buffer.from((await rt.ExecSync!({ container_id: c, cmd: ['ps'], timeout: '10' })).stdout).toString();
+  assert.doesNotMatch(ps, /sleep 1000/);
+
   // The output nobody keeps never holds the container or a stop up.
   const t0 = Date.now();
   await rt.StopContainer!({ container_id: c, timeout: '2' });
