@@ -14,6 +14,8 @@ export interface CallContext {
   signal: AbortSignal;
   /** The client's deadline, if it gave one. */
   deadline: Date | undefined;
+  /** Aborted when the daemon starts shutting down: calls that never end by themselves (event streams) end then. */
+  stopping: AbortSignal;
 }
 
 export type UnaryHandler<Req, Res> = (req: Req, ctx: CallContext) => Promise<Res>;
@@ -31,6 +33,12 @@ export class CallGate {
   private state: 'starting' | 'ready' | 'stopping' = 'starting';
   private inflight = 0;
   private readonly active = new Set<AbortController>();
+  private readonly stoppingCtl = new AbortController();
+
+  /** Aborted once the gate moves to stopping. */
+  get stopping(): AbortSignal {
+    return this.stoppingCtl.signal;
+  }
 
   setReady(): void {
     this.moveTo('ready');
@@ -45,6 +53,7 @@ export class CallGate {
     if (this.state === next || this.state === 'stopping') return;
     log.debug(`gate ${this.state} -> ${next}`);
     this.state = next;
+    if (next === 'stopping') this.stoppingCtl.abort();
   }
 
   get inFlight(): number {
@@ -81,7 +90,7 @@ interface AnyCall {
   cancelled: boolean;
 }
 
-function contextOf(rpc: string, call: AnyCall): { ctx: CallContext; abort: AbortController; settle: () => void } {
+function contextOf(rpc: string, call: AnyCall, stopping: AbortSignal): { ctx: CallContext; abort: AbortController; settle: () => void } {
   const abort = new AbortController();
   let settled = false;
   // grpc-js may report 'cancelled' after the answer went out (the stream
@@ -93,7 +102,7 @@ function contextOf(rpc: string, call: AnyCall): { ctx: CallContext; abort: Abort
     const late = deadline !== undefined && deadline.getTime() <= Date.now();
     abort.abort(late ? new CriError('DEADLINE_EXCEEDED', `${rpc}: the client's deadline passed`) : new CriError('CANCELLED', `${rpc}: the client cancelled the call`));
   });
-  return { ctx: { rpc, signal: abort.signal, deadline }, abort, settle: () => void (settled = true) };
+  return { ctx: { rpc, signal: abort.signal, deadline, stopping }, abort, settle: () => void (settled = true) };
 }
 
 function logExit(l: Logger, rpc: string, startNs: bigint, code: GrpcStatus, err?: unknown, details?: string): void {
@@ -125,7 +134,7 @@ export function wrapUnary<Req, Res>(gate: CallGate, rpc: string, handler: UnaryH
       callback({ code: st.code, details: st.details });
       return;
     }
-    const { ctx, abort, settle } = contextOf(rpc, call as unknown as AnyCall);
+    const { ctx, abort, settle } = contextOf(rpc, call as unknown as AnyCall, gate.stopping);
     gate.track(abort);
     Promise.resolve()
       .then(() => handler(call.request, ctx))
@@ -172,7 +181,7 @@ export function wrapServerStream<Req, Res>(gate: CallGate, rpc: string, handler:
       call.emit('error', { code: st.code, details: st.details });
       return;
     }
-    const { ctx, abort, settle } = contextOf(rpc, call as unknown as AnyCall);
+    const { ctx, abort, settle } = contextOf(rpc, call as unknown as AnyCall, gate.stopping);
     gate.track(abort);
     Promise.resolve()
       .then(() => handler(call.request, ctx, (msg) => (call.write(msg) ? Promise.resolve() : drained(call, ctx.signal))))

@@ -25,6 +25,7 @@ import { makeUpdateContainerResources } from './container-update-resources.js';
 import { makeReopenContainerLog } from './container-reopen-log.js';
 import { makeAttach, makeExec, makePortForward, type StreamingDeps } from './container-streaming.js';
 import { streamedList } from './list-streaming.js';
+import { makeGetContainerEvents } from './container-events.js';
 import { makeContainerStats, makeListContainerStats, makeListPodSandboxStats, makePodSandboxStats } from './container-stats.js';
 
 export type RuntimeServiceDeps = RuntimeStatusDeps & { pods?: PodDeps; streaming?: StreamingDeps['streaming'] };
@@ -79,6 +80,6 @@ export function runtimeHandlers(deps: RuntimeServiceDeps = {}): HandlerTable {
       ...(deps.pods ? podHandlers(deps.pods) : {}),
       ...(deps.pods && deps.streaming ? streamingHandlers({ ...deps.pods, streaming: deps.streaming }) : {}),
     },
-    stream: deps.pods ? podListStreams(deps.pods) : {},
+    stream: deps.pods ? { ...podListStreams(deps.pods), GetContainerEvents: makeGetContainerEvents(deps.pods) } : {},
   };
 }

@@ -10,6 +10,7 @@ import type { PodAgent, ProcessIo } from './agent-port.js';
 import type { CriLogWriter } from './cri-log-writer.js';
 import { NameRegistry } from './name-registry.js';
 import { RecordStore } from './record-store.js';
+import { ContainerEventHub } from './container-events.js';
 import type { ContainerRecordMeta, ContainerRecordStatus, PodRecordMeta, PodRecordStatus } from './types.js';
 
 /** What the pod room needs of the image store (src/image's ImageStore has it). */
@@ -82,6 +83,8 @@ export class PodContext {
   readonly outputTaps = new Map<string, Set<OutputTap>>();
   /** Pods and containers with an operation under way: overlapping calls are refused. */
   readonly busy = new Set<string>();
+  /** Container lifecycle events, from every change of the container store. */
+  readonly events = new ContainerEventHub();
 
   constructor(
     readonly opts: PodManagerOptions,
@@ -89,6 +92,7 @@ export class PodContext {
   ) {
     this.pods = new RecordStore(join(opts.rootDir, 'pods'), 'pod');
     this.containers = new RecordStore(join(opts.rootDir, 'containers'), 'container');
+    this.containers.observer = (meta, before, after) => this.events.recordChanged(meta.id, meta.podId, before, after);
   }
 
   /** Short (unix socket paths are limited to 107 bytes); 16 hex digits of a random id do not collide. */

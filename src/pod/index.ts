@@ -7,3 +7,5 @@ export type * from './agent-port.js';
 export { EXEC_SYNC_MAX_OUTPUT_BYTES } from './exec-ops.js';
 export type { ExecSession, AttachSession } from './stream-ops.js';
 export { ATTACH_MAX_BUFFERED_BYTES } from './stream-ops.js';
+export type { ContainerEvent, ContainerEventType, EventSubscription } from './container-events.js';
+export { DEFAULT_MAX_QUEUED_EVENTS, MAX_SUBSCRIBERS } from './container-events.js';

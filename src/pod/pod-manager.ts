@@ -3,6 +3,7 @@
 import { errorMessage } from '../lib/errors.js';
 import { logger } from '../lib/log.js';
 import { openContainerLog } from './cri-log-writer.js';
+import type { EventSubscription } from './container-events.js';
 import type { Duplex } from 'node:stream';
 import { PodContext, podName, type OutputTap, type PodManagerDeps, type PodManagerOptions } from './context.js';
 import { containerName, createContainer, follow, removeContainer, startContainer, stopContainerProcess } from './container-ops.js';
@@ -212,6 +213,11 @@ export class PodManager {
   }
 
   /** Calls fn with the container's output as it arrives (tap before start to see all of it); returns the untap. */
+  /** Container lifecycle events from now on; undefined when too many subscribers listen already. */
+  subscribeEvents(maxQueued?: number): EventSubscription | undefined {
+    return this.ctx.events.subscribe(maxQueued);
+  }
+
   tapOutput(id: string, fn: OutputTap): () => void {
     return addOutputTap(this.ctx, this.resolveContainerId(id), fn);
   }

@@ -18,8 +18,13 @@ export interface StoredRecord<M, S> {
   status: S;
 }
 
+/** Told after a record is created (before undefined), updated, or deleted (after undefined). */
+export type RecordObserver<M, S> = (meta: M, before: S | undefined, after: S | undefined) => void;
+
 export class RecordStore<M extends { id: string }, S> {
   private readonly records = new Map<string, StoredRecord<M, S>>();
+  /** Changes are reported here once they are on disk (loading reports nothing). */
+  observer: RecordObserver<M, S> | undefined;
   // One status update at a time per id: read-modify-write must not interleave.
   private readonly locks = new Map<string, Promise<unknown>>();
 
@@ -55,6 +60,7 @@ export class RecordStore<M extends { id: string }, S> {
     // meta.json last: a record without it is not loaded, so a crash here leaves nothing visible.
     await writeFileAtomic(join(dir, 'meta.json'), JSON.stringify(meta), 0o600);
     this.records.set(meta.id, { meta, status });
+    this.observer?.(meta, undefined, status);
   }
 
   get(id: string): StoredRecord<M, S> | undefined {
@@ -79,7 +85,9 @@ export class RecordStore<M extends { id: string }, S> {
       const r = this.must(id);
       const next = await fn(structuredClone(r.status));
       await writeFileAtomic(join(this.root, id, 'status.json'), JSON.stringify(next), 0o600);
+      const before = r.status;
       r.status = next;
+      this.observer?.(r.meta, before, next);
       return next;
     });
     const settled = run.catch(() => {});
@@ -95,7 +103,9 @@ export class RecordStore<M extends { id: string }, S> {
     // meta.json first: from here on the record does not load again, whatever is left of its directory.
     await rm(join(this.root, id, 'meta.json'), { force: true });
     await rm(join(this.root, id), { recursive: true, force: true });
+    const gone = this.records.get(id);
     this.records.delete(id);
     this.locks.delete(id);
+    if (gone) this.observer?.(gone.meta, gone.status, undefined);
   }
 }

@@ -26,6 +26,8 @@ export interface CriClient {
   /** Server-streaming RPCs: resolves with every message received. */
   runtimeStream: Record<string, CriCall>;
   imageStream: Record<string, CriCall>;
+  /** The generated grpc-js clients, for calls a test reads as they come (GetContainerEvents). */
+  raw: { runtime: grpc.Client; image: grpc.Client };
   close(): void;
 }
 
@@ -70,6 +72,7 @@ export function criClient(socketPath: string, channelOptions: grpc.ChannelOption
     image: i.unary,
     runtimeStream: r.stream,
     imageStream: i.stream,
+    raw: { runtime: rt, image: im },
     close() {
       rt.close();
       im.close();
@@ -111,7 +114,7 @@ export interface StartDaemonOptions {
 }
 
 /** A conflist with a bridge of its own; returns the bridge name for cleanup. */
-async function writeTestNetwork(confDir: string, dataDir: string): Promise<string> {
+export async function writeTestNetwork(confDir: string, dataDir: string): Promise<string> {
   // A daemon restarted on the same directory keeps the network its pods are on.
   const existing = await readFile(join(confDir, '10-test.conflist'), 'utf8').catch(() => undefined);
   if (existing) return (JSON.parse(existing) as { plugins: { bridge: string }[] }).plugins[0]!.bridge;

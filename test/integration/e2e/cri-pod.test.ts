@@ -458,6 +458,36 @@ test('a pod removed under open exec, attach and port-forward sessions ends them;
   assert.doesNotMatch(d.stderr(), /Unhandled 'error' event|uncaughtException|unhandledRejection/);
 });
 
+test('GetContainerEvents: a subscriber sees each container created, started, stopped and deleted, in order, with the pod\'s statuses', async (t) => {
+  const { d, rt, config, pod } = await runningPod(t, 'events', 'evented');
+  const events: { id: string; type: string; pod: string; states: string[] }[] = [];
+  /* eslint-disable @typescript-eslint/no-explicit-any */
+  const call = (d.client.raw.runtime as any).GetContainerEvents({});
+  call.on('data', (e: any) => events.push({ id: e.container_id, type: e.container_event_type, pod: e.pod_sandbox_status?.state, states: e.containers_statuses.map((c: any) => `${c.metadata.name}:${c.state}`) }));
+  call.on('error', () => {});
+  t.after(() => call.cancel());
+  await new Promise((r) => setTimeout(r, 200)); // subscribed before the first container exists
+  const ids: string[] = [];
+  for (const name of ['first', 'second']) {
+    const { container_id: c } = await rt.CreateContainer!({ pod_sandbox_id: pod, config: containerConfig(name, ['sleep', '1000']), sandbox_config: config });
+    await rt.StartContainer!({ container_id: c });
+    ids.push(c);
+  }
+  await rt.StopContainer!({ container_id: ids[0], timeout: '0' });
+  await rt.RemoveContainer!({ container_id: ids[0] });
+  await rt.StopPodSandbox!({ pod_sandbox_id: pod });
+  await waitFor('the stop events', async () => events.filter((e) => e.id === ids[1]).length >= 3, 15_000);
+  const of = (id: string) => events.filter((e) => e.id === id).map((e) => e.type);
+  assert.deepEqual(of(ids[0]!), ['CONTAINER_CREATED_EVENT', 'CONTAINER_STARTED_EVENT', 'CONTAINER_STOPPED_EVENT', 'CONTAINER_DELETED_EVENT']);
+  assert.deepEqual(of(ids[1]!), ['CONTAINER_CREATED_EVENT', 'CONTAINER_STARTED_EVENT', 'CONTAINER_STOPPED_EVENT']);
+  const started = events.find((e) => e.id === ids[1] && e.type === 'CONTAINER_STARTED_EVENT')!;
+  assert.equal(started.pod, 'SANDBOX_READY');
+  assert.deepEqual(started.states.sort(), ['first:CONTAINER_RUNNING', 'second:CONTAINER_RUNNING']);
+  const deleted = events.find((e) => e.type === 'CONTAINER_DELETED_EVENT')!;
+  assert.deepEqual(deleted.states, ['second:CONTAINER_RUNNING'], 'a deleted container is no longer among the statuses');
+  await rt.RemovePodSandbox!({ pod_sandbox_id: pod });
+});
+
 test('bad requests get clear gRPC errors and change nothing', async (t) => {
   const d = await daemon(t, 'bad');
   const rt = d.client.runtime;
