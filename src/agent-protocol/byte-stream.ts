@@ -37,8 +37,12 @@ function windowPayload(n: number): Buffer {
 /** Fails a node stream with err when someone listens for errors, else ends it (an unhandled 'error' would crash the daemon). */
 function failQuietly(s: Readable | Writable | Duplex, err: Error, readable: boolean): void {
   if (s.destroyed) return;
-  if (s.listenerCount('error') > 0) s.destroy(err);
-  else if (readable) (s as Readable).push(null);
+  if (s.listenerCount('error') > 0) {
+    // The listener may be pipe()'s own, which unpipes and then throws the
+    // error again when nobody else listens: this one makes sure somebody does.
+    s.once('error', () => {});
+    s.destroy(err);
+  } else if (readable) (s as Readable).push(null);
   else s.destroy();
 }
 

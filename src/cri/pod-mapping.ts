@@ -4,7 +4,7 @@ import type { ContainerRecordMeta, ContainerRecordStatus, ContainerResources, Co
 import { CriError, invalidArgument } from './errors.js';
 import type { StringMap } from './cri-types.js';
 import type {
-  Container, ContainerConfig, ContainerState, ContainerStatus, LinuxContainerResources, NamespaceOption, PodSandbox, PodSandboxConfig, PodSandboxState, PodSandboxStatus,
+  Container, ContainerConfig, ContainerState, ContainerStatus, LinuxContainerResources, NamespaceOption, PodSandbox, PodSandboxConfig, PodSandboxState, PodSandboxStatus, SecurityProfile,
 } from './runtime-types.js';
 
 export interface VmSizing {
@@ -53,6 +53,24 @@ function checkNamespaces(ns: NamespaceOption | null | undefined, where: string):
   return ns.pid === 'POD' ? 'pod' : 'container';
 }
 
+const LEGACY_SECCOMP = new Set(['', 'unconfined', 'runtime/default', 'docker/default']);
+
+/**
+ * A seccomp request must be one containerd would take: a Localhost profile
+ * names its file, the deprecated path string is one of the known values or
+ * `localhost/<path>`. (Applying the profile in the guest is not done yet.)
+ */
+function checkSeccomp(sc: { privileged: boolean; seccomp_profile_path?: string; seccomp?: SecurityProfile | null } | null | undefined, where: string): void {
+  if (!sc || sc.privileged) return; // containerd ignores seccomp for privileged containers
+  if (sc.seccomp) {
+    if (sc.seccomp.profile_type === 'Localhost' && !sc.seccomp.localhost_ref) throw invalidArgument(`${where}: a Localhost seccomp profile needs localhost_ref`);
+    return;
+  }
+  const path = sc.seccomp_profile_path ?? '';
+  if (LEGACY_SECCOMP.has(path) || (path.startsWith('localhost/') && path.length > 'localhost/'.length)) return;
+  throw invalidArgument(`${where}: seccomp profile ${JSON.stringify(path)} is not unconfined, runtime/default, docker/default or localhost/<path>`);
+}
+
 /** The VM's vCPUs and memory: from the pod's resources and overhead when kubelet sends them. */
 export function vmSize(linux: PodSandboxConfig['linux'], s: VmSizing): { cpus: number; memoryMiB: number } {
   const t = vmSizeFor(linux?.resources, linux?.overhead, s);
@@ -99,6 +117,7 @@ export function toPodSpec(config: PodSandboxConfig | null, runtimeHandler: strin
     return { protocol: (p.protocol || 'TCP').toLowerCase() as 'tcp' | 'udp' | 'sctp', containerPort: p.container_port, hostPort: p.host_port, hostIp: p.host_ip };
   });
   const pidMode = checkNamespaces(config.linux?.security_context?.namespace_options, 'RunPodSandbox');
+  checkSeccomp(config.linux?.security_context, 'RunPodSandbox');
   if (config.linux?.security_context?.privileged) throw invalidArgument('RunPodSandbox: privileged pods cannot run in a VM; use a runtime handler for host pods');
   return {
     metadata: { name: m.name, uid: m.uid, namespace: m.namespace, attempt: m.attempt },
@@ -139,6 +158,7 @@ export function toContainerSpec(config: ContainerConfig | null, pod: PodSpec): C
   if (config.devices.length > 0) throw invalidArgument('CreateContainer: host devices cannot be passed into a VM pod');
   const sc = config.linux?.security_context;
   checkNamespaces(sc?.namespace_options, 'CreateContainer');
+  checkSeccomp(sc, 'CreateContainer');
   // As containerd: without both a log directory and a log path the container runs with no log file.
   const logPath = config.log_path && pod.logDirectory ? `${pod.logDirectory}/${config.log_path}` : '';
   if (logPath && !logPath.startsWith('/')) throw invalidArgument(`CreateContainer: log_directory ${JSON.stringify(pod.logDirectory)} is not an absolute path`);

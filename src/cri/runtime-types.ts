@@ -25,7 +25,7 @@ export interface PodSandboxConfig {
   annotations: StringMap;
   linux: {
     cgroup_parent: string;
-    security_context: { namespace_options: NamespaceOption | null; privileged: boolean } | null;
+    security_context: { namespace_options: NamespaceOption | null; privileged: boolean; seccomp_profile_path?: string; seccomp?: SecurityProfile | null } | null;
     sysctls: StringMap;
     overhead: LinuxContainerResources | null;
     resources: LinuxContainerResources | null;
@@ -59,8 +59,15 @@ export interface ContainerConfig {
       readonly_rootfs: boolean;
       supplemental_groups: Int64[];
       no_new_privs: boolean;
+      seccomp_profile_path?: string;
+      seccomp?: SecurityProfile | null;
     } | null;
   } | null;
+}
+
+export interface SecurityProfile {
+  profile_type: 'RuntimeDefault' | 'Unconfined' | 'Localhost';
+  localhost_ref: string;
 }
 
 export interface PodSandboxStatus {

@@ -234,3 +234,22 @@ test('stream constants match agent.proto', async () => {
   assert.equal(limits.STREAM_WINDOW_BYTES, win);
   assert.equal(limits.STREAM_BUFFER_BYTES, STREAM_BUFFER_BYTES);
 });
+
+test('a stdin fed only by pipe() fails quietly when the channel closes: no uncaught error, the pipe stops', async (t) => {
+  const { client, conn } = await connected(t);
+  const io = await execWithStreams(client, conn);
+  const { PassThrough } = await import('node:stream');
+  const source = new PassThrough();
+  source.pipe(io.stdin!); // pipe()'s listener is the only one on stdin
+  const uncaught: unknown[] = [];
+  const onUncaught = (e: unknown) => uncaught.push(e);
+  process.on('uncaughtException', onUncaught);
+  t.after(() => process.off('uncaughtException', onUncaught));
+  const closed = closedWith(client);
+  conn.sock.destroy();
+  await closed;
+  source.write('typed after the VM went away\n');
+  await sleep(50);
+  assert.deepEqual(uncaught, []);
+  assert.ok((io.stdin as unknown as { destroyed: boolean }).destroyed);
+});

@@ -75,5 +75,10 @@ test('host CPU numbers from kubelet\'s CPU manager are not passed into the guest
   const group = (sc: Record<string, unknown>) => containerConfig({ linux: { security_context: sc } });
   assert.equal(codeOf(() => toContainerSpec(group({ run_as_group: { value: '1000' } }), pod)), 'INVALID_ARGUMENT');
   assert.equal(toContainerSpec(group({ run_as_group: { value: '1000' }, run_as_user: { value: '1000' } }), pod).user.gid, 1000);
+  // seccomp names as containerd takes them; an unknown one is refused (critest: a profile without localhost/).
+  for (const ok of ['', 'unconfined', 'runtime/default', 'docker/default', 'localhost/profiles/a.json']) toContainerSpec(group({ seccomp_profile_path: ok }), pod);
+  assert.equal(codeOf(() => toContainerSpec(group({ seccomp_profile_path: '/abs/profile.json' }), pod)), 'INVALID_ARGUMENT');
+  assert.equal(codeOf(() => toContainerSpec(group({ seccomp: { profile_type: 'Localhost', localhost_ref: '' } }), pod)), 'INVALID_ARGUMENT');
+  toContainerSpec(group({ seccomp: { profile_type: 'RuntimeDefault', localhost_ref: '' }, seccomp_profile_path: 'ignored/when/seccomp/is/set' }), pod);
   assert.equal(toContainerSpec(containerConfig({ working_dir: '/app/not/in/image' }), pod).workingDir, '/app/not/in/image');
 });
