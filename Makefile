@@ -8,7 +8,7 @@ GUEST := $(BUILD)/guest
 TS_SOURCES := $(shell find src test bench -name '*.ts' 2>/dev/null)
 PROTO_SOURCES := $(shell find src -name '*.proto' 2>/dev/null)
 
-.PHONY: all deps test test-unit test-integration clean bench-%
+.PHONY: all deps release test test-unit test-integration clean bench-%
 
 all: $(BUILD)/.deps node_modules/.installed dist/.built guest
 
@@ -33,17 +33,30 @@ $(GUEST)/vmlinux: guest-kernel/build.sh guest-kernel/frakti.config | $(BUILD)/.d
 	guest-kernel/build.sh $(GUEST)
 	@touch $@
 
+# The single executable: Node (this machine's official build, stripped), the
+# bundled JavaScript and every shipped file as SEA assets (scripts/build-release.mjs).
+RELEASE := $(BUILD)/release/frakti
+release: $(RELEASE)
+
+$(RELEASE): dist/.built scripts/build-release.mjs $(GUEST)/vmlinux $(GUEST)/initrd.img $(GUEST)/bare-initrd.img $(BUILD)/bin/frakti-vsock-relay
+	@mkdir -p $(@D)
+	node scripts/build-release.mjs $@
+
 # Tests run the compiled JavaScript with node's own test runner.
 # FRAKTI_TEST_FILTER narrows to files whose path contains the word.
 TEST_FILES = $(shell find dist/test -name '*.test.js' | sort | grep -- "$(FRAKTI_TEST_FILTER)")
 
-test: all
+# The release is built first: test/integration/cli/release.test.ts runs it.
+test: all release
 	node --test --test-concurrency=1 $(TEST_FILES)
 
 test-unit: all
 	node --test $(filter dist/test/unit/%,$(TEST_FILES))
 
 # Benchmarks: bench/NAME.ts; the last line printed is one JSON object.
+bench-release: all release
+	node dist/bench/release.js
+
 bench-%: all
 	node dist/bench/$*.js
 

@@ -11,6 +11,8 @@ packages=(
   attr zstd                        # image unpack: xattrs, opaque dirs, zstd layers
   docker-registry skopeo umoci     # tests: local registry, image building
   golang-go golang-google-grpc-dev   # tests: the grpc-go CRI client (test/go-client), built offline
+  systemd                          # tests: systemd-analyze verify of the unit `frakti install` writes
+                                   # (a full Debian 12 has it; the debian:12 container image does not)
 )
 missing=()
 for p in "${packages[@]}"; do

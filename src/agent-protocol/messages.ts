@@ -2,31 +2,39 @@
 // (the same file protoc-c compiles for the guest: one schema, no generated
 // TypeScript to keep in step). Decoding validates everything that comes from
 // the guest: exactly one known result, bounded strings, sane numbers.
-import { existsSync } from 'node:fs';
-import { fileURLToPath } from 'node:url';
 import protobuf from 'protobufjs';
+import { shippedFile } from '../lib/shipped-files.js';
 import { protocolError } from './errors.js';
 import { NONCE_BYTES } from './framing.js';
 
-function findProto(): string {
-  // tsc does not copy .proto files: from dist/src/agent-protocol/ the source is three levels up.
-  const beside = fileURLToPath(new URL('./agent.proto', import.meta.url));
-  if (existsSync(beside)) return beside;
-  return fileURLToPath(new URL('../../../src/agent-protocol/agent.proto', import.meta.url));
+/** agent.proto's path (in the checkout, or extracted from the single executable). */
+export function agentProtoPath(): string {
+  return shippedFile('agent.proto');
 }
 
-export const AGENT_PROTO_PATH = findProto();
+interface Schema {
+  root: protobuf.Root;
+  Hello: protobuf.Type;
+  Error: protobuf.Type;
+  Request: protobuf.Type;
+  Response: protobuf.Type;
+  Event: protobuf.Type;
+}
+let loaded: Schema | undefined;
 
-const root = protobuf.loadSync(AGENT_PROTO_PATH);
-const lookup = (name: string): protobuf.Type => root.lookupType(`frakti.agent.v1.${name}`);
-const HelloType = lookup('Hello');
-const ErrorType = lookup('Error');
-const RequestType = lookup('Request');
-const ResponseType = lookup('Response');
+// Loaded on first use, not at import: in the single executable the file is
+// extracted under the root directory, which the command knows only later.
+function schema(): Schema {
+  if (loaded) return loaded;
+  const root = protobuf.loadSync(agentProtoPath());
+  const lookup = (name: string): protobuf.Type => root.lookupType(`frakti.agent.v1.${name}`);
+  loaded = { root, Hello: lookup('Hello'), Error: lookup('Error'), Request: lookup('Request'), Response: lookup('Response'), Event: lookup('Event') };
+  return loaded;
+}
 
 /** Enums of agent.proto, for the tests that check our compiled-in copies. */
 export function protoEnum(name: 'Limits' | 'FrameType'): Record<string, number> {
-  return root.lookupEnum(`frakti.agent.v1.${name}`).values;
+  return schema().root.lookupEnum(`frakti.agent.v1.${name}`).values;
 }
 
 /** Strings from the guest longer than this are a protocol error. */
@@ -34,7 +42,6 @@ export const MAX_AGENT_STRING_BYTES = 4096;
 
 // 64-bit fields come out as decimal strings and are range-checked by u64()/i64().
 const DECODE_OPTIONS: protobuf.IConversionOptions = { longs: String, bytes: Buffer, defaults: true, oneofs: true };
-const EventType = lookup('Event');
 
 export interface HelloMessage {
   protocolVersion: number;
@@ -109,7 +116,8 @@ const BODY_RESULTS: ReadonlySet<string> = new Set<BodyResult>([
 ]);
 
 export function encodeHello(hello: { protocolVersion: number; nonce: Buffer }): Buffer {
-  return Buffer.from(HelloType.encode(HelloType.fromObject(hello)).finish());
+  const { Hello } = schema();
+  return Buffer.from(Hello.encode(Hello.fromObject(hello)).finish());
 }
 
 export function encodeRequest(req: RequestCall): Buffer {
@@ -127,7 +135,8 @@ export function encodeRequest(req: RequestCall): Buffer {
     default:
       body = { [req.call]: req.body };
   }
-  return Buffer.from(RequestType.encode(RequestType.fromObject(body)).finish());
+  const { Request } = schema();
+  return Buffer.from(Request.encode(Request.fromObject(body)).finish());
 }
 
 function decode(type: protobuf.Type, payload: Buffer, what: string): Record<string, unknown> {
@@ -187,7 +196,7 @@ export function array(v: unknown, field: string, maxItems: number): unknown[] {
 
 /** The agent's HELLO: its protocol version and agent version. */
 export function decodeHello(payload: Buffer): HelloMessage {
-  const m = decode(HelloType, payload, 'HELLO');
+  const m = decode(schema().Hello, payload, 'HELLO');
   const nonce = m.nonce;
   if (!Buffer.isBuffer(nonce) || (nonce.length !== 0 && nonce.length !== NONCE_BYTES)) throw protocolError('HELLO nonce has a bad size');
   return {
@@ -199,7 +208,7 @@ export function decodeHello(payload: Buffer): HelloMessage {
 
 /** The payload of GOAWAY (and of an error result). */
 export function decodeError(payload: Buffer): AgentErrorMessage {
-  return errorFields(decode(ErrorType, payload, 'GOAWAY'), 'GOAWAY');
+  return errorFields(decode(schema().Error, payload, 'GOAWAY'), 'GOAWAY');
 }
 
 function errorFields(m: Record<string, unknown>, where: string): AgentErrorMessage {
@@ -209,7 +218,7 @@ function errorFields(m: Record<string, unknown>, where: string): AgentErrorMessa
 }
 
 export function decodeResponse(payload: Buffer): ResponseResult {
-  const m = decode(ResponseType, payload, 'response');
+  const m = decode(schema().Response, payload, 'response');
   switch (m.result) {
     case 'error':
       return { result: 'error', error: errorFields(object(m.error, 'error'), 'error') };
@@ -245,7 +254,7 @@ export type EventMessage =
 
 /** An EVENT payload: which event and its (unchecked) fields. */
 export function decodeEvent(payload: Buffer): EventMessage {
-  const m = decode(EventType, payload, 'event');
+  const m = decode(schema().Event, payload, 'event');
   if (m.event === 'exit' || m.event === 'oom') return { event: m.event, body: object(m[m.event], m.event) };
   throw protocolError('event carries no known kind');
 }

@@ -9,7 +9,7 @@ import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { Duplex } from 'node:stream';
-import { fileURLToPath } from 'node:url';
+import { shippedFile } from '../lib/shipped-files.js';
 import { AgentError } from './errors.js';
 
 export type AgentTarget = { kind: 'unix'; path: string } | { kind: 'vsock'; cid: number; port: number };
@@ -19,14 +19,9 @@ const MAX_UNIX_PATH_BYTES = 107;
 /** How much of a failing relay's stderr ends up in the error. */
 const MAX_RELAY_STDERR_BYTES = 2048;
 
-function defaultRelayPath(): string {
-  // From dist/src/agent-protocol/ the build directory is three levels up.
-  return fileURLToPath(new URL('../../../build/bin/frakti-vsock-relay', import.meta.url));
-}
-
-/** The relay binary: FRAKTI_VSOCK_RELAY overrides the one built in build/bin. */
+/** The relay binary: FRAKTI_VSOCK_RELAY overrides the shipped one (build/bin in a checkout). */
 export function vsockRelayPath(): string {
-  return process.env.FRAKTI_VSOCK_RELAY || defaultRelayPath();
+  return process.env.FRAKTI_VSOCK_RELAY || shippedFile('frakti-vsock-relay');
 }
 
 export function validateTarget(target: AgentTarget): void {

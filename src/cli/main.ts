@@ -18,6 +18,7 @@ const COMMANDS: Record<string, string> = {
   daemon: 'daemon',
   image: 'image',
   run: 'run',
+  install: 'install',
 };
 
 async function load(name: string): Promise<CommandModule | undefined> {
@@ -48,8 +49,8 @@ export async function main(argv: string[]): Promise<number> {
     return name ? 0 : 2;
   }
   if (name === '--version' || name === 'version') {
-    const { FRAKTI_VERSION } = await import('./version.js');
-    process.stdout.write(`frakti ${FRAKTI_VERSION}\n`);
+    const { versionText } = await import('./version.js');
+    process.stdout.write(versionText());
     return 0;
   }
   const mod = await load(name);

@@ -1,17 +1,12 @@
-// Loads src/cri/api.proto at run time (tsc does not copy .proto files; from
-// dist/src/cri/ the source is three levels up, then src/cri/).
-import { fileURLToPath } from 'node:url';
-import { existsSync } from 'node:fs';
+// Loads api.proto at run time, on first use (src/cri/api.proto in a checkout,
+// extracted from the single executable; see lib/shipped-files.ts).
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
+import { shippedFile } from '../lib/shipped-files.js';
 
-function findProto(): string {
-  const beside = fileURLToPath(new URL('./api.proto', import.meta.url));
-  if (existsSync(beside)) return beside;
-  return fileURLToPath(new URL('../../../src/cri/api.proto', import.meta.url));
+export function criProtoPath(): string {
+  return shippedFile('api.proto');
 }
-
-export const CRI_PROTO_PATH = findProto();
 
 /**
  * How protobuf values look in JavaScript, on both sides of our server and
@@ -45,7 +40,7 @@ let cached: CriServices | undefined;
 /** The two CRI services as grpc-js constructors (service definitions inside). */
 export function loadCriServices(): CriServices {
   if (cached) return cached;
-  const def = protoLoader.loadSync(CRI_PROTO_PATH, PROTO_LOADER_OPTIONS);
+  const def = protoLoader.loadSync(criProtoPath(), PROTO_LOADER_OPTIONS);
   const pkg = grpc.loadPackageDefinition(def) as unknown as { runtime: { v1: CriServices } };
   cached = { RuntimeService: pkg.runtime.v1.RuntimeService, ImageService: pkg.runtime.v1.ImageService };
   return cached;

@@ -6,10 +6,8 @@
 // unpack tests check a binary xattr survives, so a tar-stream change that
 // breaks this is caught. The same codec module is handed to tar-end.ts, so
 // that it reads headers exactly as tar-stream does.
-import { createRequire } from 'node:module';
-import { dirname, join } from 'node:path';
+import tarStreamHeadersModule from './tar-stream-headers.js';
 
-const require = createRequire(import.meta.url);
 const XATTR_PREFIX = 'SCHILY.xattr.';
 /** Bound on one PAX header: a few long paths and xattrs fit easily. */
 export const MAX_PAX_BYTES = 1024 * 1024;
@@ -44,7 +42,7 @@ let patched = false;
 
 /** tar-stream's own header codec, with the PAX decoder of this file in place. */
 export function tarStreamHeaders(): TarStreamHeaders {
-  const headers = require(join(dirname(require.resolve('tar-stream')), 'headers.js')) as TarStreamHeaders;
+  const headers = tarStreamHeadersModule as TarStreamHeaders;
   if (!patched) {
     headers.decodePax = decodePax;
     patched = true;

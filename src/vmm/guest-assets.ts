@@ -1,8 +1,9 @@
 // Where the bundled guest kernel and initrds are found: FRAKTI_GUEST_DIR, or
-// build/guest beside the installed program (dist/src/vmm -> ../../../build/guest).
+// the folder of the shipped vmlinux (build/guest in a checkout, the extracted
+// assets in the single executable; the other guest files lie beside it).
 import { access, readFile } from 'node:fs/promises';
-import { fileURLToPath } from 'node:url';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
+import { shippedFile } from '../lib/shipped-files.js';
 
 export interface GuestAssets {
   dir: string;
@@ -13,7 +14,10 @@ export interface GuestAssets {
 }
 
 export function defaultGuestDir(): string {
-  return process.env.FRAKTI_GUEST_DIR ?? fileURLToPath(new URL('../../../build/guest', import.meta.url));
+  if (process.env.FRAKTI_GUEST_DIR) return process.env.FRAKTI_GUEST_DIR;
+  // The whole guest set is extracted together, so that every file named below exists.
+  for (const name of ['initrd.img', 'bare-initrd.img', 'release', 'source-version', 'config-hash'] as const) shippedFile(name);
+  return dirname(shippedFile('vmlinux'));
 }
 
 export function guestAssets(dir = defaultGuestDir()): GuestAssets {

@@ -1,6 +1,6 @@
 // Liveness of processes frakti may not parent (QEMU and virtiofsd run in
 // sessions of their own, so they outlive a frakti restart). A zombie counts as gone.
-import { readFile } from 'node:fs/promises';
+import { access, readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 export async function isAlive(pid: number): Promise<boolean> {
@@ -59,7 +59,6 @@ export async function readPidFile(path: string): Promise<number | undefined> {
 
 /** Waits until a path exists (a socket a child creates), bounded. */
 export async function waitForPath(path: string, timeoutMs: number, isUp: () => Promise<boolean>, intervalMs = 10): Promise<boolean> {
-  const { access } = await import('node:fs/promises');
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     try {

@@ -15,9 +15,9 @@ import {
   type Frame,
 } from '../../src/agent-protocol/framing.js';
 import protobuf from 'protobufjs';
-import { AGENT_PROTO_PATH } from '../../src/agent-protocol/messages.js';
+import { agentProtoPath } from '../../src/agent-protocol/messages.js';
 
-const root = protobuf.loadSync(AGENT_PROTO_PATH);
+const root = protobuf.loadSync(agentProtoPath());
 const T = (n: string) => root.lookupType(`frakti.agent.v1.${n}`);
 
 export function pack(type: string, obj: Record<string, unknown>): Buffer {

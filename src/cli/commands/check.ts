@@ -6,14 +6,18 @@ import { parseArgs } from 'node:util';
 import { execa } from 'execa';
 import { chooseAccel, guestAssets, kernelInfo, parseAccelChoice } from '../../vmm/index.js';
 import { errorMessage } from '../../lib/errors.js';
+import { setAssetRoot } from '../../lib/shipped-files.js';
 import { UsageError } from '../cli-error.js';
+import { DEFAULT_ROOT_DIR } from '../defaults.js';
 
 export const summary = 'report whether this host can run pod VMs, and what to install';
 
-const HELP = `usage: frakti check [--accel auto|kvm|tcg] [--json]
+const HELP = `usage: frakti check [--accel auto|kvm|tcg] [--root DIR] [--json]
 
 Checks the accelerator (KVM is probed by booting a guest), QEMU, virtiofsd,
 vhost-vsock, the bundled guest kernel and initrd, cgroups and CNI plugins.
+The single executable writes its guest files under DIR/assets first (--root,
+default ${DEFAULT_ROOT_DIR}, as for the daemon).
 Exit code 0 when pods can run here, 1 when something required is missing.`;
 
 export type CheckLevel = 'ok' | 'warn' | 'fail';
@@ -42,7 +46,14 @@ async function versionLine(cmd: string, args: string[]): Promise<string | undefi
 
 export async function runChecks(accelChoice: 'auto' | 'kvm' | 'tcg'): Promise<CheckItem[]> {
   const items: CheckItem[] = [];
-  const assets = guestAssets();
+  let assets;
+  try {
+    assets = guestAssets();
+  } catch (err) {
+    // Only the single executable can fail here: writing its assets out.
+    assets = guestAssets('/nonexistent');
+    items.push({ name: 'guest files', level: 'fail', detail: errorMessage(err), fix: 'run as root, or give a writable --root' });
+  }
 
   const qemu = await versionLine('qemu-system-x86_64', ['--version']);
   items.push(qemu ? { name: 'qemu', level: 'ok', detail: qemu } : { name: 'qemu', level: 'fail', detail: 'qemu-system-x86_64 not found', fix: 'apt-get install qemu-system-x86' });
@@ -101,7 +112,7 @@ async function cgroupCheck(): Promise<CheckItem> {
 export async function run(argv: string[]): Promise<number> {
   let values;
   try {
-    ({ values } = parseArgs({ args: argv, options: { accel: { type: 'string', default: 'auto' }, json: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false } } }));
+    ({ values } = parseArgs({ args: argv, options: { accel: { type: 'string', default: 'auto' }, root: { type: 'string', default: DEFAULT_ROOT_DIR }, json: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false } } }));
   } catch (err) {
     throw new UsageError(errorMessage(err));
   }
@@ -115,6 +126,8 @@ export async function run(argv: string[]): Promise<number> {
   } catch (err) {
     throw new UsageError(errorMessage(err));
   }
+  if (!values.root!.startsWith('/')) throw new UsageError(`--root must be an absolute path, got '${values.root!}'`);
+  setAssetRoot(values.root!);
   const items = await runChecks(accel);
   const ready = !items.some((i) => i.level === 'fail');
   if (values.json) {

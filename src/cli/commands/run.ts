@@ -11,6 +11,7 @@ import { MAX_TCG_CACHE_MIB, MIN_TCG_CACHE_MIB, Vm, chooseAccel, guestAssets, par
 import { PodError, PodManager } from '../../pod/index.js';
 import { choosePodNetwork } from '../../pod/pod-network-source.js';
 import { errorMessage } from '../../lib/errors.js';
+import { setAssetRoot } from '../../lib/shipped-files.js';
 import { UsageError } from '../cli-error.js';
 import { DEFAULT_ROOT_DIR, DEFAULT_STATE_DIR } from '../defaults.js';
 import { constants } from 'node:fs';
@@ -98,6 +99,7 @@ export async function run(argv: string[]): Promise<number> {
     throw new UsageError(errorMessage(err));
   }
 
+  setAssetRoot(v.root!);
   const guest = guestAssets();
   const accel = await chooseAccel(accelChoice, { kernel: guest.kernel, bareInitrd: guest.bareInitrd });
   if (accel.accel === 'tcg' && accelChoice === 'auto') process.stderr.write(`frakti run: ${accel.reason}\n`);

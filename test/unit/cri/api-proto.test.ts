@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import protobuf from 'protobufjs';
-import { CRI_PROTO_PATH, loadCriServices } from '../../../src/cri/proto.js';
+import { criProtoPath, loadCriServices } from '../../../src/cri/proto.js';
 
 const RUNTIME_UNARY = [
   'Version', 'RunPodSandbox', 'StopPodSandbox', 'RemovePodSandbox', 'PodSandboxStatus', 'ListPodSandbox',
@@ -30,7 +30,7 @@ test('both services carry every runtime.v1 RPC with the right streaming kind', (
 });
 
 test('field numbers and types clients depend on', () => {
-  const root = new protobuf.Root().loadSync(CRI_PROTO_PATH, { keepCase: true }).resolveAll();
+  const root = new protobuf.Root().loadSync(criProtoPath(), { keepCase: true }).resolveAll();
   const field = (msg: string, name: string) => {
     const f = root.lookupType(`runtime.v1.${msg}`).fields[name];
     assert.ok(f, `${msg}.${name} exists`);
