@@ -2,7 +2,7 @@
 // under a one-time token and answer the streaming server's URL for it.
 import type { PodDeps } from './pod-manager-holder.js';
 import { CriError, invalidArgument } from './errors.js';
-import type { StreamingServer } from './streaming-server.js';
+import type { StreamingServer } from '../streaming/index.js';
 
 export interface StreamingDeps extends PodDeps {
   streaming: () => StreamingServer;

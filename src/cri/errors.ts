@@ -75,6 +75,8 @@ const EXACT: Record<string, GrpcStatus> = {
   QMP_CLOSED: GrpcStatus.UNAVAILABLE,
   VM_GONE: GrpcStatus.UNAVAILABLE,
   VM_NOT_FOUND: GrpcStatus.INTERNAL, // a VM directory frakti made is missing: never a client's id
+  // The streaming room: too many URLs handed out and not yet opened.
+  STREAM_REQUESTS_EXHAUSTED: GrpcStatus.RESOURCE_EXHAUSTED,
   // The network room: the node's CNI setup, not the request.
   CNI_CONFIG_INVALID: GrpcStatus.FAILED_PRECONDITION,
   CNI_PLUGIN_NOT_FOUND: GrpcStatus.FAILED_PRECONDITION,

@@ -328,3 +328,17 @@ export async function pushImage(layout: string, dest: string, opts: { tag?: stri
   args.push(`oci:${layout}:${opts.tag ?? 'latest'}`, `docker://${dest}`);
   await run('skopeo', args, { timeout: PUSH_TIMEOUT_MS });
 }
+
+/** A registry on loopback serving the busybox test image as REGISTRY/busybox:latest: what the e2e tests pull. */
+export async function servedBusybox(dir: string): Promise<{ reg: Registry; image: string }> {
+  const reg = await startRegistry();
+  try {
+    const built = await buildBusyboxImage(dir);
+    const image = `${reg.host}/busybox:latest`;
+    await pushImage(built.layout, image);
+    return { reg, image };
+  } catch (err) {
+    await reg.stop();
+    throw err;
+  }
+}

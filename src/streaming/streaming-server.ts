@@ -1,20 +1,26 @@
 // The streaming server behind the Exec, Attach and PortForward URLs. The
 // RPC stores the request under a one-time token (stream-requests.ts) and
 // answers http://ADDRESS/{exec,attach,portforward}/TOKEN; kubelet (or
-// crictl) then comes here with an HTTP upgrade to SPDY/3.1 and names the
-// sub-protocols it speaks in X-Stream-Protocol-Version headers. The server
-// listens on loopback by default: kubelet on the same node proxies to it.
+// crictl) then comes here with an HTTP upgrade, chosen by its Upgrade
+// header: to SPDY/3.1, naming the sub-protocols it speaks in
+// X-Stream-Protocol-Version headers, or to WebSocket, naming them in
+// Sec-WebSocket-Protocol. The server listens on loopback by default:
+// kubelet on the same node proxies to it.
 import { createServer, STATUS_CODES, type IncomingMessage, type Server } from 'node:http';
 import { isIP, type Socket } from 'node:net';
 import type { Duplex } from 'node:stream';
+import { WebSocketServer } from 'ws';
 import { errorMessage } from '../lib/errors.js';
 import { logger } from '../lib/log.js';
 import type { PodManager } from '../pod/index.js';
 import { PORT_FORWARD_PROTOCOLS, servePortForward } from './port-forward-streams.js';
-import { REMOTE_COMMAND_PROTOCOLS, serveRemoteCommand, type CommandSession } from './remote-command.js';
+import { PORT_FORWARD_WEBSOCKET_PROTOCOLS, portForwardChannelModes, servePortForwardWebSocket } from './port-forward-websocket.js';
+import { REMOTE_COMMAND_PROTOCOLS, serveRemoteCommand, type ChannelOptions, type CommandSession } from './remote-command.js';
+import { REMOTE_COMMAND_WEBSOCKET_PROTOCOLS, framingOf, remoteCommandChannelModes, serveRemoteCommandWebSocket } from './remote-command-websocket.js';
 import { DEFAULT_SPDY_LIMITS, SpdyConnection, type SpdyLimits } from './spdy-connection.js';
 import { StreamCollector } from './stream-collector.js';
 import { StreamRequests, type StreamRequest } from './stream-requests.js';
+import { WebSocketChannels } from './websocket-channels.js';
 
 const log = logger('stream');
 
@@ -35,8 +41,11 @@ export interface StreamingServerOptions {
   backend: () => StreamingBackend;
   idleTimeoutMs?: number;
   streamCreationTimeoutMs?: number;
+  /** Bounds of a connection; WebSocket sessions take maxFrameBytes (largest message), streamBufferBytes and idleTimeoutMs. */
   limits?: Partial<SpdyLimits>;
 }
+
+type CommandRequest = Extract<StreamRequest, { kind: 'exec' | 'attach' }>;
 
 export class StreamAddressError extends Error {}
 
@@ -65,16 +74,25 @@ function pathOf(req: IncomingMessage): string {
   return q < 0 ? target : target.slice(0, q);
 }
 
+/** The sub-protocols a client names in a header, in its order of preference. */
+function offered(req: IncomingMessage, header: string): string[] {
+  const raw = req.headersDistinct[header] ?? [];
+  return raw.flatMap((v) => v.split(',')).map((v) => v.trim()).filter(Boolean);
+}
+
 /** The client's sub-protocols, in its order of preference; the first we speak wins. */
 function negotiate(req: IncomingMessage, ours: string[]): string | undefined {
-  const raw = req.headersDistinct[PROTOCOL_HEADER] ?? [];
-  const theirs = raw.flatMap((v) => v.split(',')).map((v) => v.trim()).filter(Boolean);
-  return theirs.find((p) => ours.includes(p));
+  return offered(req, PROTOCOL_HEADER).find((p) => ours.includes(p));
+}
+
+/** The channels of an exec or attach; a terminal has one output. */
+function channelOptions(want: CommandRequest): ChannelOptions {
+  return { stdin: want.stdin, stdout: want.stdout, stderr: want.stderr && !want.tty, tty: want.tty };
 }
 
 export class StreamingServer {
   readonly requests = new StreamRequests();
-  private readonly connections = new Set<SpdyConnection>();
+  private readonly connections = new Set<SpdyConnection | WebSocketChannels>();
   private readonly sockets = new Set<Socket>();
   private readonly idleTimeoutMs: number;
   private readonly creationTimeoutMs: number;
@@ -115,7 +133,7 @@ export class StreamingServer {
     server.on('request', (req, res) => {
       const known = /^\/(exec|attach|portforward)\/[^/]+$/.test(pathOf(req));
       res.writeHead(known ? 400 : 404, { 'Content-Type': 'text/plain; charset=utf-8', Connection: 'close' });
-      res.end(known ? 'this URL needs an HTTP upgrade to SPDY/3.1 (Connection: Upgrade, Upgrade: SPDY/3.1)\n' : 'not found\n');
+      res.end(known ? 'this URL needs an HTTP upgrade to SPDY/3.1 or WebSocket (Connection: Upgrade, Upgrade: SPDY/3.1 or websocket)\n' : 'not found\n');
     });
     server.on('upgrade', (req: IncomingMessage, socket: Socket, head: Buffer) => s.upgrade(req, socket, head));
     server.on('clientError', (_err, socket: Duplex) => socket.destroy());
@@ -137,10 +155,8 @@ export class StreamingServer {
     const want = this.requests.consume(m[2]!);
     if (!want || want.kind !== kind) return refuse(socket, 404, `unknown or expired ${kind} token (a URL works once, within a minute of the call)`);
     const upgradeTo = (req.headers.upgrade ?? '').toLowerCase();
-    if (upgradeTo !== 'spdy/3.1') {
-      const hint = upgradeTo === 'websocket' ? 'WebSocket streaming is not served; use SPDY/3.1' : `cannot upgrade to '${req.headers.upgrade ?? ''}'; use SPDY/3.1`;
-      return refuse(socket, 400, `unable to upgrade: ${hint}`);
-    }
+    if (upgradeTo === 'websocket') return this.upgradeWebSocket(req, socket, head, want);
+    if (upgradeTo !== 'spdy/3.1') return refuse(socket, 400, `unable to upgrade: cannot upgrade to '${req.headers.upgrade ?? ''}'; use SPDY/3.1 or websocket`);
     const ours = kind === 'portforward' ? PORT_FORWARD_PROTOCOLS : REMOTE_COMMAND_PROTOCOLS;
     if (!req.headersDistinct[PROTOCOL_HEADER]) return refuse(socket, 400, `unable to upgrade: ${PROTOCOL_HEADER} is required`);
     const protocol = negotiate(req, ours);
@@ -158,19 +174,61 @@ export class StreamingServer {
       streams.end();
       if (err) log.debug('streaming connection closed', { kind, err: err.message });
     });
-    void this.serve(want, protocol, conn, streams).catch((err: unknown) => {
+    void this.serveSpdy(want, protocol, conn, streams).catch((err: unknown) => {
       log.error('streaming session failed', { kind, err: errorMessage(err) });
       conn.destroy();
     });
   }
 
-  private async serve(want: StreamRequest, protocol: string, conn: SpdyConnection, streams: StreamCollector): Promise<void> {
-    const backend = this.opts.backend();
+  private upgradeWebSocket(req: IncomingMessage, socket: Socket, head: Buffer, want: StreamRequest): void {
+    const ours = want.kind === 'portforward' ? PORT_FORWARD_WEBSOCKET_PROTOCOLS : REMOTE_COMMAND_WEBSOCKET_PROTOCOLS;
+    const theirs = offered(req, 'sec-websocket-protocol');
+    // A client that names no sub-protocol gets the oldest binary framing, as from kubelet.
+    const protocol = theirs.length === 0 ? '' : theirs.find((p) => ours.includes(p));
+    if (protocol === undefined) {
+      return refuse(socket, 403, `unable to upgrade: requested protocol(s) are not supported: [${theirs.join(', ')}]; supports [${ours.join(', ')}]`);
+    }
+    if (want.kind === 'portforward' && want.ports.length === 0) {
+      return refuse(socket, 400, 'unable to upgrade: port forward over WebSocket forwards the ports of the PortForward call, and it named none');
+    }
+    if (this.connections.size >= MAX_STREAM_CONNECTIONS) return refuse(socket, 503, `${MAX_STREAM_CONNECTIONS} streaming sessions are open; try again later`);
+    const modes = want.kind === 'portforward' ? portForwardChannelModes(want.ports) : remoteCommandChannelModes(channelOptions(want));
+    const wss = new WebSocketServer({ noServer: true, clientTracking: false, perMessageDeflate: false, maxPayload: this.limits.maxFrameBytes, handleProtocols: () => protocol || false });
+    // A handshake that fails (no key, a wrong version) is answered 400 by ws, and the socket closed.
+    wss.handleUpgrade(req, socket, head, (ws) => {
+      const conn = new WebSocketChannels(ws, socket, modes, framingOf(protocol), { channelBufferBytes: this.limits.streamBufferBytes, idleTimeoutMs: this.limits.idleTimeoutMs });
+      this.connections.add(conn);
+      conn.once('close', (err?: Error) => {
+        this.connections.delete(conn);
+        if (err) log.debug('streaming connection closed', { kind: want.kind, err: err.message });
+      });
+      void this.serveWebSocket(want, protocol, conn).catch((err: unknown) => {
+        log.error('streaming session failed', { kind: want.kind, err: errorMessage(err) });
+        conn.destroy();
+      });
+    });
+  }
+
+  private async serveSpdy(want: StreamRequest, protocol: string, conn: SpdyConnection, streams: StreamCollector): Promise<void> {
     if (want.kind === 'portforward') {
+      const backend = this.opts.backend();
       return servePortForward(conn, streams, want.podId, (port) => backend.portForward(want.podId, port), this.creationTimeoutMs);
     }
-    const opts = { stdin: want.stdin, stdout: want.stdout, stderr: want.stderr && !want.tty, tty: want.tty };
-    const start = async (): Promise<CommandSession> => {
+    await serveRemoteCommand(conn, streams, protocol, channelOptions(want), this.commandStarter(want), this.creationTimeoutMs);
+  }
+
+  private async serveWebSocket(want: StreamRequest, protocol: string, conn: WebSocketChannels): Promise<void> {
+    if (want.kind === 'portforward') {
+      const backend = this.opts.backend();
+      return servePortForwardWebSocket(conn, want.podId, want.ports, (port) => backend.portForward(want.podId, port));
+    }
+    await serveRemoteCommandWebSocket(conn, protocol, channelOptions(want), this.commandStarter(want));
+  }
+
+  /** Starts the exec'd process, or attaches to the container's own, when the channels are up. */
+  private commandStarter(want: CommandRequest): () => Promise<CommandSession> {
+    const backend = this.opts.backend();
+    return async () => {
       if (want.kind === 'exec') {
         const s = await backend.startExec(want.containerId, want.cmd, { tty: want.tty, stdin: want.stdin });
         log.info('exec session', { container: want.containerId, tty: want.tty, stdin: want.stdin });
@@ -180,7 +238,6 @@ export class StreamingServer {
       log.info('attach session', { container: want.containerId, stdin: want.stdin });
       return { stdout: a.stdout, stderr: a.stderr, stdin: a.stdin, resize: (c, r) => a.resize(c, r), done: a.exited.then(() => undefined), abandon: () => a.detach() };
     };
-    await serveRemoteCommand(conn, streams, protocol, opts, start, this.creationTimeoutMs);
   }
 
   /** Stops listening and cuts every session. */

@@ -1,14 +1,16 @@
-// Kubernetes' remote command protocol (exec and attach) over SPDY, as
-// kubelet's streaming server speaks it. The client opens one stream per
+// Kubernetes' remote command protocol (exec and attach), as kubelet's
+// streaming server speaks it. Over SPDY the client opens one stream per
 // channel, named by its `streamType` header: error, stdin, stdout, stderr
-// and, from v3 on with a terminal, resize (JSON {"Width","Height"} objects).
-// When the process ends the server writes the outcome on the error stream
+// and, from v3 on with a terminal, resize (JSON {"Width","Height"} objects);
+// over WebSocket the same channels are numbered (remote-command-websocket.ts).
+// When the process ends the server writes the outcome on the error channel
 // (v4 and later: a JSON metav1.Status carrying the exit code; before: the
 // error text, nothing on success) and closes the connection.
 import { finished } from 'node:stream/promises';
 import type { Readable, Writable } from 'node:stream';
 import { errorMessage } from '../lib/errors.js';
 import { logger } from '../lib/log.js';
+import { ResizeDecoder, parseResizeEvent } from './resize-events.js';
 import type { SpdyConnection, SpdyStream } from './spdy-connection.js';
 import type { StreamCollector } from './stream-collector.js';
 
@@ -16,7 +18,6 @@ const log = logger('stream');
 
 /** Client preference decides; these are what we speak. */
 export const REMOTE_COMMAND_PROTOCOLS = ['v5.channel.k8s.io', 'v4.channel.k8s.io', 'v3.channel.k8s.io', 'v2.channel.k8s.io', 'channel.k8s.io'];
-const MAX_RESIZE_LINE_BYTES = 4096;
 
 export interface ChannelOptions {
   stdin: boolean;
@@ -37,17 +38,30 @@ export interface CommandSession {
   abandon(): void;
 }
 
-interface Channels {
-  error?: SpdyStream;
-  stdin?: SpdyStream;
-  stdout?: SpdyStream;
-  stderr?: SpdyStream;
-  resize?: SpdyStream;
+/** The channels of one session, whatever carries them. */
+export interface CommandChannels {
+  error?: Writable;
+  stdin?: Readable;
+  stdout?: Writable;
+  stderr?: Writable;
+  resize?: Readable;
 }
+
+/** The connection the channels share: SPDY or WebSocket. */
+export interface SessionConnection {
+  readonly isClosed: boolean;
+  once(event: 'close', listener: () => void): unknown;
+  off(event: 'close', listener: () => void): unknown;
+  /** Ends the session once what is queued has gone out. */
+  close(): Promise<void>;
+}
+
+type SpdyChannels = { [K in keyof CommandChannels]?: SpdyStream };
 
 const CHANNEL_TYPES = new Set(['error', 'stdin', 'stdout', 'stderr', 'resize']);
 
-function versionOf(protocol: string): number {
+/** 1 for channel.k8s.io (and no protocol), N for vN.channel.k8s.io, also in their base64 forms. */
+export function versionOf(protocol: string): number {
   const m = /^v(\d+)\./.exec(protocol);
   return m ? Number(m[1]) : 1;
 }
@@ -74,49 +88,49 @@ export function statusJson(outcome: { exitCode: number } | { error: string } | '
   });
 }
 
-async function collectChannels(streams: StreamCollector, expected: number, timeoutMs: number): Promise<Channels | undefined> {
-  const got: Channels = {};
+async function collectChannels(streams: StreamCollector, expected: number, timeoutMs: number): Promise<SpdyChannels | undefined> {
+  const got: SpdyChannels = {};
   const deadline = Date.now() + timeoutMs;
   let count = 0;
   while (count < expected) {
     const s = await streams.next(deadline);
     if (!s) return undefined;
     const type = s.header('streamtype') ?? '';
-    if (!CHANNEL_TYPES.has(type) || got[type as keyof Channels]) {
+    if (!CHANNEL_TYPES.has(type) || got[type as keyof SpdyChannels]) {
       log.warn('refused a stream', { stream_type: type, reason: CHANNEL_TYPES.has(type) ? 'a second of its type' : 'unknown type' });
       s.destroy();
       continue;
     }
-    got[type as keyof Channels] = s;
+    got[type as keyof SpdyChannels] = s;
     count++;
   }
   return got;
 }
 
-/** Applies resize events until the stream ends; a bad line is logged and skipped. */
-function followResizes(stream: SpdyStream, session: CommandSession): void {
-  let pending = '';
+/** Applies resize events until the channel ends; a bad event is logged and skipped, an over-long one stops resizing. */
+function followResizes(channel: Readable, session: CommandSession): void {
+  const decoder = new ResizeDecoder();
   let chain = Promise.resolve();
-  stream.setEncoding('utf8');
-  stream.on('data', (text: string) => {
-    pending += text;
-    if (pending.length > MAX_RESIZE_LINE_BYTES && !pending.includes('\n')) {
-      log.warn('resize stream sent an over-long line; resizing stops');
-      stream.destroy();
+  channel.setEncoding('utf8');
+  channel.on('data', (text: string) => {
+    let events: string[];
+    try {
+      events = decoder.push(text);
+    } catch (err) {
+      log.warn('resizing stops', { err: errorMessage(err) });
+      channel.destroy();
       return;
     }
-    let nl;
-    while ((nl = pending.indexOf('\n')) >= 0) {
-      const line = pending.slice(0, nl).trim();
-      pending = pending.slice(nl + 1);
-      if (!line) continue;
-      chain = chain.then(async () => {
-        const size = JSON.parse(line) as { Width?: unknown; Height?: unknown };
-        await session.resize(Number(size.Width), Number(size.Height));
-      }).catch((err: unknown) => log.warn('terminal resize failed', { err: errorMessage(err) }));
+    for (const e of events) {
+      const size = parseResizeEvent(e);
+      if (typeof size === 'string') {
+        log.warn('skipped a resize event', { reason: size });
+        continue;
+      }
+      chain = chain.then(() => session.resize(size.cols, size.rows)).catch((err: unknown) => log.warn('terminal resize failed', { err: errorMessage(err) }));
     }
   });
-  stream.on('error', () => {});
+  channel.on('error', () => {});
 }
 
 /** Settles when the side we use is done one way or another (finished, ended, destroyed). */
@@ -128,7 +142,7 @@ function settled(s: Readable | Writable | undefined, side: 'read' | 'write'): Pr
   );
 }
 
-/** Carries one exec or attach over an upgraded connection until it ends. */
+/** Carries one exec or attach over an upgraded SPDY connection until it ends. */
 export async function serveRemoteCommand(
   conn: SpdyConnection,
   streams: StreamCollector,
@@ -145,6 +159,11 @@ export async function serveRemoteCommand(
     conn.destroy();
     return;
   }
+  await runRemoteCommand(conn, ch, version, start);
+}
+
+/** Runs the session on channels that are all there, until the process ends or the client goes. */
+export async function runRemoteCommand(conn: SessionConnection, ch: CommandChannels, version: number, start: () => Promise<CommandSession>): Promise<void> {
   const writeOutcome = async (outcome: { exitCode: number } | { error: string } | 'success') => {
     const e = ch.error;
     if (!e || e.destroyed) return;
@@ -183,7 +202,7 @@ export async function serveRemoteCommand(
       input.pipe(target);
     } else input.resume();
   }
-  const pipeOut = (from: Readable, to: SpdyStream | undefined) => {
+  const pipeOut = (from: Readable, to: Writable | undefined) => {
     from.on('error', (err) => {
       log.debug('session output ended by an error', { err: errorMessage(err) });
       if (to && !to.writableEnded) to.end();

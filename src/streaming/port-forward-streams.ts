@@ -36,6 +36,22 @@ function tellError(s: SpdyStream, message: string, closeConnection: boolean): vo
   s.end(JSON.stringify({ closeConnection, message }) + '\n');
 }
 
+/**
+ * Copies between a forwarded connection's data channel and the pod's port
+ * until they are done; the message of the first failure, if any. With
+ * half-close (SPDY) each direction ends on its own; without it (WebSocket,
+ * where the client cannot end one channel) the port's end is the end.
+ */
+export async function copyBothWays(data: Duplex, target: Duplex, halfClose: boolean): Promise<string | undefined> {
+  const up = pipeline(data, target);
+  const down = pipeline(target, data);
+  if (!halfClose) up.catch(() => {}); // ends when the port's side is destroyed below
+  const results = await Promise.allSettled(halfClose ? [up, down] : [down]);
+  target.destroy();
+  const failed = results.find((r): r is PromiseRejectedResult => r.status === 'rejected');
+  return failed ? errorMessage(failed.reason) : undefined;
+}
+
 /** Serves the forwarded connections of one client until it closes. */
 export async function servePortForward(
   conn: SpdyConnection,
@@ -58,14 +74,11 @@ export async function servePortForward(
       return;
     }
     // Each direction ends on its own: the client's FIN closes our write side to the port and the reverse.
-    const results = await Promise.allSettled([pipeline(data, target), pipeline(target, data)]);
-    const failed = results.find((r) => r.status === 'rejected');
-    if (failed && !conn.isClosed) {
-      const why = errorMessage((failed as PromiseRejectedResult).reason);
-      log.debug('port forward ended with an error', { pod: podId, port, err: why });
-      tellError(error, `error forwarding port ${port} to pod ${podId}: ${why}`, false);
+    const failure = await copyBothWays(data, target, true);
+    if (failure !== undefined && !conn.isClosed) {
+      log.debug('port forward ended with an error', { pod: podId, port, err: failure });
+      tellError(error, `error forwarding port ${port} to pod ${podId}: ${failure}`, false);
     } else if (!error.writableEnded) error.end();
-    target.destroy();
   };
 
   for (;;) {

@@ -3,7 +3,7 @@
 // (as kubelet's own streaming server keeps them). The number waiting is
 // bounded; expired ones make room.
 import { randomBytes } from 'node:crypto';
-import { CriError } from './errors.js';
+import { StreamingError } from './errors.js';
 
 export type StreamRequest =
   | { kind: 'exec'; containerId: string; cmd: string[]; tty: boolean; stdin: boolean; stdout: boolean; stderr: boolean }
@@ -27,7 +27,7 @@ export class StreamRequests {
   insert(req: StreamRequest): string {
     if (this.waiting.size >= this.max) this.sweep();
     if (this.waiting.size >= this.max) {
-      throw new CriError('RESOURCE_EXHAUSTED', `${this.max} streaming requests are already waiting for their client; try again in a minute`);
+      throw new StreamingError('STREAM_REQUESTS_EXHAUSTED', `${this.max} streaming requests are already waiting for their client; try again in a minute`, { max: this.max });
     }
     const token = randomBytes(TOKEN_BYTES).toString('base64url');
     this.waiting.set(token, { req, expires: this.now() + this.ttlMs });

@@ -42,7 +42,7 @@ export const DEFAULT_SPDY_LIMITS: SpdyLimits = {
 };
 
 /** Bytes of one outgoing DATA frame (Kubernetes' clients copy in 32 KiB pieces too). */
-const MAX_DATA_FRAME_BYTES = 32 * 1024;
+export const MAX_DATA_FRAME_BYTES = 32 * 1024;
 /** How long a client may take to hang up after our GOAWAY. */
 export const CLOSE_GRACE_MS = 10_000;
 /** Consumed bytes are granted back in pieces at least this big. */

@@ -1,84 +1,24 @@
 // The streaming server against an independent SPDY client (spdy-transport),
 // with a scripted backend for the processes and a real TCP server behind
 // the port forward. The same paths against a real pod VM are in
-// test/integration/e2e/cri-streaming.test.ts.
+// test/integration/e2e/cri-pod.test.ts and, over WebSocket,
+// test/integration/e2e/websocket-streaming.test.ts.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { createServer, connect, type Server } from 'node:net';
-import { PassThrough, type Duplex } from 'node:stream';
-import { StreamingServer, parseStreamAddress, type StreamingBackend } from '../../../src/cri/streaming-server.js';
-import { statusJson } from '../../../src/cri/remote-command.js';
-import { SPDY3_DICTIONARY } from '../../../src/cri/spdy-dictionary.js';
-import { decodeHeaderBlock, encodeHeaderBlock, SpdyProtocolError } from '../../../src/cri/spdy-frames.js';
-import { StreamRequests } from '../../../src/cri/stream-requests.js';
+import { connect } from 'node:net';
+import { parseStreamAddress } from '../../../src/streaming/streaming-server.js';
+import { statusJson } from '../../../src/streaming/remote-command.js';
+import { SPDY3_DICTIONARY } from '../../../src/streaming/spdy-dictionary.js';
+import { decodeHeaderBlock, encodeHeaderBlock, SpdyProtocolError } from '../../../src/streaming/spdy-frames.js';
+import { StreamRequests } from '../../../src/streaming/stream-requests.js';
 import { readAll, spdyConnect, upgradeRequest } from '../../helpers/spdy-client.js';
+import { BIG_OUTPUT_BYTES, scriptedServer } from '../../helpers/streaming-backend.js';
 
-interface Scripted {
-  resizes: Array<[number, number]>;
-  killed: boolean;
-}
-
-/** A process that echoes stdin upper-cased on stdout, says 'bye' on stderr and exits with `code` once stdin ends. */
-function scriptedBackend(code: number, seen: Scripted, echoPort: () => number): StreamingBackend {
-  return {
-    async startExec(_id, cmd, opts) {
-      if (cmd[0] === 'fail') throw new Error('no such container');
-      if (cmd[0] === 'slow') await new Promise((r) => setTimeout(r, 300));
-      const stdout = new PassThrough();
-      const stderr = new PassThrough();
-      const stdin = opts.stdin ? new PassThrough() : undefined;
-      let finish!: (n: number) => void;
-      const exited = new Promise<number>((r) => (finish = r));
-      const end = () => {
-        stderr.end('bye\n');
-        stdout.end();
-        finish(code);
-      };
-      if (stdin) {
-        stdin.on('data', (b: Buffer) => stdout.write(b.toString().toUpperCase()));
-        stdin.on('end', end);
-      } else if (cmd[0] === 'big') {
-        // 3 MiB of output, well past any SPDY window.
-        const chunk = Buffer.alloc(64 * 1024, 'x');
-        for (let i = 0; i < 48; i++) stdout.write(chunk);
-        end();
-      } else setImmediate(end);
-      return {
-        stdout, stderr, stdin,
-        resize: async (c, r) => void seen.resizes.push([c, r]),
-        exited,
-        kill: async () => {
-          seen.killed = true;
-          end();
-        },
-      };
-    },
-    attach() {
-      throw new Error('not scripted');
-    },
-    async portForward(_pod, port): Promise<Duplex> {
-      if (port !== 8080) throw new Error(`connection refused on port ${port}`);
-      const s = connect({ host: '127.0.0.1', port: echoPort() });
-      await new Promise((r, j) => s.once('connect', r).once('error', j));
-      return s;
-    },
-  };
-}
-
-const echo: Server = createServer((s) => s.pipe(s));
-await new Promise<void>((r) => echo.listen(0, '127.0.0.1', r));
-const echoPort = () => (echo.address() as { port: number }).port;
-const seen: Scripted = { resizes: [], killed: false };
-let exitCode = 0;
-const server = await StreamingServer.listen({ address: '127.0.0.1:0', backend: () => scriptedBackend(exitCode, seen, echoPort), streamCreationTimeoutMs: 2000 });
-after(async () => {
-  await server.stop();
-  echo.close();
-});
-
-const execReq = (over: Partial<{ cmd: string[]; stdin: boolean; stdout: boolean; stderr: boolean; tty: boolean }> = {}) =>
-  server.urlFor({ kind: 'exec', containerId: 'c1', cmd: ['sh'], stdin: true, stdout: true, stderr: true, tty: false, ...over });
+const ctl = await scriptedServer();
+const { server, seen } = ctl;
+after(() => ctl.stop());
+const execReq = ctl.execUrl;
 
 test('the SPDY/3 dictionary is the one of the spec (1423 bytes, pinned digest)', () => {
   assert.equal(SPDY3_DICTIONARY.length, 1423);
@@ -113,7 +53,7 @@ test('a token works once and expires', () => {
 });
 
 test('exec v4: stdin in, stdout and stderr out, the exit code in the status', async () => {
-  exitCode = 3;
+  ctl.exitCode = 3;
   const { client, protocol } = await spdyConnect(execReq(), ['v4.channel.k8s.io', 'v3.channel.k8s.io']);
   assert.equal(protocol, 'v4.channel.k8s.io');
   const error = await client.open({ streamType: 'error' });
@@ -132,19 +72,19 @@ test('exec v4: stdin in, stdout and stderr out, the exit code in the status', as
 });
 
 test('exec output of megabytes arrives whole, and success is a Success status', async () => {
-  exitCode = 0;
+  ctl.exitCode = 0;
   const { client } = await spdyConnect(execReq({ cmd: ['big'], stdin: false }), ['v4.channel.k8s.io']);
   const error = await client.open({ streamType: 'error' });
   const stdout = await client.open({ streamType: 'stdout' });
   const stderr = await client.open({ streamType: 'stderr' });
   const [out, err, status] = await Promise.all([readAll(stdout), readAll(stderr), readAll(error)]);
-  assert.equal(out.length, 48 * 64 * 1024);
+  assert.equal(out.length, BIG_OUTPUT_BYTES);
   assert.equal(err, 'bye\n');
   assert.equal(JSON.parse(status).status, 'Success');
 });
 
 test('exec with a terminal takes resize events; v2 reports failures as text', async () => {
-  exitCode = 0;
+  ctl.exitCode = 0;
   seen.resizes = [];
   const { client } = await spdyConnect(execReq({ tty: true, stderr: false }), ['v4.channel.k8s.io']);
   const error = await client.open({ streamType: 'error' });
@@ -193,9 +133,12 @@ test('bad upgrades get clear HTTP errors', async () => {
   const wrong = await upgradeRequest(execReq(), [...spdy, ['X-Stream-Protocol-Version', 'v9.channel.k8s.io']]);
   assert.equal(wrong.status, 403);
   assert.ok(wrong.headers['x-accepted-stream-protocol-versions']?.includes('v4.channel.k8s.io'));
+  const h2c = await upgradeRequest(execReq(), [['Connection', 'Upgrade'], ['Upgrade', 'h2c'], ['X-Stream-Protocol-Version', 'v4.channel.k8s.io']]);
+  assert.equal(h2c.status, 400);
+  assert.match(h2c.body, /cannot upgrade to 'h2c'; use SPDY\/3\.1 or websocket/);
+  // A WebSocket handshake that is not one (a POST, no key) is refused by the WebSocket library.
   const ws = await upgradeRequest(execReq(), [['Connection', 'Upgrade'], ['Upgrade', 'websocket'], ['X-Stream-Protocol-Version', 'v4.channel.k8s.io']]);
-  assert.equal(ws.status, 400);
-  assert.match(ws.body, /WebSocket/);
+  assert.equal(ws.status, 405);
   // Each of those used its token up.
   const url = execReq();
   await upgradeRequest(url, spdy);
@@ -273,7 +216,7 @@ test('random control frames never take the server down', async () => {
     await closed;
   }
   // Still serving.
-  exitCode = 0;
+  ctl.exitCode = 0;
   const { client } = await spdyConnect(execReq({ stdin: false }), ['v4.channel.k8s.io']);
   const [error] = await Promise.all(['error', 'stdout', 'stderr'].map((t) => client.open({ streamType: t })));
   assert.equal(JSON.parse(await readAll(error!)).status, 'Success');
@@ -297,7 +240,7 @@ test('a malformed request target is answered 404 and the server keeps serving', 
   };
   assert.match(await ask(false), /^HTTP\/1\.1 404 /);
   assert.match(await ask(true), /^HTTP\/1\.1 404 /);
-  exitCode = 0;
+  ctl.exitCode = 0;
   const { client } = await spdyConnect(execReq({ stdin: false }), ['v4.channel.k8s.io']);
   const [error] = await Promise.all(['error', 'stdout', 'stderr'].map((t) => client.open({ streamType: t })));
   assert.equal(JSON.parse(await readAll(error!)).status, 'Success');

@@ -1,0 +1,35 @@
+// The daemon of an end-to-end test: folders of its own under the test's
+// dir, and after the test nothing of it left. Pods a failed test left are
+// removed through the CRI, as an operator would; then no QEMU or virtiofsd
+// may run under its folder, nothing may stay mounted there, and no network
+// namespace may be left that was not there before it started (another
+// frakti on the node may have its own).
+import assert from 'node:assert/strict';
+import { mkdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import { startDaemon, type RunningDaemon } from './cri-client.js';
+import { killLeftovers, mountsUnder } from './vmm-leaks.js';
+
+export async function fraktiNetns(): Promise<string[]> {
+  return (await execa('ip', ['netns', 'list'])).stdout.split('\n').map((l) => l.split(' ')[0]!).filter((n) => n.startsWith('frakti-'));
+}
+
+export async function daemonLeavingNothing(t: { after(fn: () => unknown): void }, dir: string, name: string, args: string[] = []): Promise<RunningDaemon> {
+  const ddir = join(dir, name);
+  await mkdir(ddir, { recursive: true });
+  const nsBefore = new Set(await fraktiNetns());
+  const d = await startDaemon({ dir: ddir, args });
+  t.after(async () => {
+    const rt = d.client.runtime;
+    for (const p of (await rt.ListPodSandbox!({}).catch(() => ({ items: [] }))).items) await rt.RemovePodSandbox!({ pod_sandbox_id: p.id }).catch(() => {});
+    await d.cleanup();
+    const left = (await killLeftovers(ddir)).filter((l) => /qemu-system|virtiofsd/.test(l));
+    for (const m of (await mountsUnder(ddir)).reverse()) await execa('umount', ['-l', m], { reject: false });
+    const ns = (await fraktiNetns()).filter((n) => !nsBefore.has(n));
+    await rm(ddir, { recursive: true, force: true });
+    assert.deepEqual(left, [], 'QEMU or virtiofsd left running');
+    assert.deepEqual(ns, [], 'network namespaces left');
+  });
+  return d;
+}
