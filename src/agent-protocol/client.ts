@@ -15,6 +15,7 @@ import { randomBytes } from 'node:crypto';
 import { EventEmitter } from 'node:events';
 import type { Duplex } from 'node:stream';
 import { logger } from '../lib/log.js';
+import { agentCallSeconds, secondsSince } from '../lib/metrics.js';
 import { AgentCallError, AgentError, protocolError } from './errors.js';
 import {
   encodeFrame,
@@ -463,6 +464,7 @@ export class AgentClient extends EventEmitter {
       return Promise.reject(new AgentError('AGENT_OPTIONS', `agent call ${req.call} of ${payload.length} bytes exceeds the ${MAX_FRAME_PAYLOAD_BYTES}-byte frame limit`));
     }
     const streamId = this.allocateStreamId();
+    const startNs = process.hrtime.bigint();
     return new Promise<ResponseResult>((resolve, reject) => {
       const timer = setTimeout(() => {
         this.pending.delete(streamId);
@@ -473,6 +475,7 @@ export class AgentClient extends EventEmitter {
       log.trace('call', { call: req.call, streamId });
       this.stream.write(encodeFrame({ type: FrameType.REQUEST, streamId, flags: 0, payload }));
     }).then((r) => {
+      agentCallSeconds.observe({ call: req.call }, secondsSince(startNs));
       if (r.result === 'error') throw new AgentCallError(req.call, r.error.errnum, r.error.message);
       return r;
     });

@@ -37,12 +37,14 @@ async function podStats(pods: PodManager, id: string) {
   const containers = await Promise.all(pods.containers().filter((c) => c.meta.podId === p.meta.id && c.status.state === 'RUNNING').map((c) => statsOf(pods, c.meta.id)));
   const sum = (f: (s: ContainerStats) => string | undefined) => containers.reduce((a, s) => a + BigInt(f(s) ?? '0'), 0n).toString();
   const ts = nanos(Date.now());
+  const net = await pods.podNetwork(id).catch(() => undefined);
+  const eth0 = net && { name: 'eth0', rx_bytes: { value: String(net.rxBytes) }, rx_errors: { value: String(net.rxErrors) }, tx_bytes: { value: String(net.txBytes) }, tx_errors: { value: String(net.txErrors) } };
   return {
     attributes: { id: p.meta.id, metadata: p.meta.spec.metadata, labels: p.meta.spec.labels, annotations: p.meta.spec.annotations },
     linux: {
       cpu: { timestamp: ts, usage_core_nano_seconds: { value: sum((s) => s.cpu?.usage_core_nano_seconds?.value) }, usage_nano_cores: null },
       memory: { timestamp: ts, working_set_bytes: { value: sum((s) => s.memory?.working_set_bytes?.value) }, usage_bytes: { value: sum((s) => s.memory?.usage_bytes?.value) }, available_bytes: null },
-      network: null,
+      network: eth0 ? { timestamp: ts, default_interface: eth0, interfaces: [eth0] } : null,
       process: null,
       containers,
     },

@@ -16,6 +16,8 @@
 //   [stream]
 //   address = "127.0.0.1:0"            # --stream-address (exec/attach/port-forward URLs; port 0: any free)
 //   idle_timeout_ms = 14400000         # --stream-idle-timeout-ms
+//   [metrics]
+//   address = "127.0.0.1:9101"         # --metrics-address (Prometheus /metrics; off unless set; a bare port is loopback)
 //   [pod]
 //   default_cpus = 1                   # --default-cpus
 //   default_memory_mb = 256            # --default-memory-mb
@@ -28,7 +30,7 @@
 //   endpoint = ["https://mirror.example.com"]
 import { readFile } from 'node:fs/promises';
 import { DEFAULT_TCG_CACHE_MIB, MAX_TCG_CACHE_MIB, MIN_TCG_CACHE_MIB } from '../vmm/index.js';
-import { DEFAULT_STREAM_ADDRESS, DEFAULT_STREAM_IDLE_TIMEOUT_MS, StreamAddressError, parseStreamAddress } from './streaming-server.js';
+import { DEFAULT_STREAM_ADDRESS, DEFAULT_STREAM_IDLE_TIMEOUT_MS, StreamAddressError, parseStreamAddress } from '../streaming/index.js';
 import { isAbsolute } from 'node:path';
 import { parse as parseToml, TomlError } from 'smol-toml';
 import { FraktiError, errorMessage } from '../lib/errors.js';
@@ -57,6 +59,8 @@ export interface DaemonConfig {
   streamAddress: string;
   /** A streaming connection without traffic this long is closed. Default 4 h. */
   streamIdleTimeoutMs: number;
+  /** HOST:PORT (or PORT: loopback) of the Prometheus endpoint; empty: none. Default empty. */
+  metricsAddress: string;
   /** vCPUs of a pod VM when the pod gives no resources. Default 1. */
   defaultCpus: number;
   /** Memory of a pod VM when the pod gives no resources. Default 256. */
@@ -90,6 +94,7 @@ export function defaultConfig(paths: DefaultPaths): DaemonConfig {
     shutdownTimeoutMs: 10_000,
     streamAddress: DEFAULT_STREAM_ADDRESS,
     streamIdleTimeoutMs: DEFAULT_STREAM_IDLE_TIMEOUT_MS,
+    metricsAddress: '',
     defaultCpus: 1,
     defaultMemoryMb: 256,
     maxMemoryMb: 0,
@@ -137,6 +142,7 @@ const SCHEMA: Spec = {
         idle_timeout_ms: { kind: 'int', min: 1000, max: 7 * 24 * 3600 * 1000 },
       },
     },
+    metrics: { kind: 'table', fields: { address: { kind: 'string' } } },
     pod: {
       kind: 'table',
       fields: {
@@ -234,6 +240,7 @@ function applyFile(base: DaemonConfig, doc: any): DaemonConfig {
   if (doc.debug?.level !== undefined) c.logLevel = doc.debug.level;
   if (doc.stream?.address !== undefined) c.streamAddress = doc.stream.address;
   if (doc.stream?.idle_timeout_ms !== undefined) c.streamIdleTimeoutMs = Number(doc.stream.idle_timeout_ms);
+  if (doc.metrics?.address !== undefined) c.metricsAddress = doc.metrics.address;
   const p = doc.pod ?? {};
   if (p.default_cpus !== undefined) c.defaultCpus = Number(p.default_cpus);
   if (p.default_memory_mb !== undefined) c.defaultMemoryMb = Number(p.default_memory_mb);
@@ -286,6 +293,26 @@ export function validateConfig(c: DaemonConfig): void {
     if (err instanceof StreamAddressError) throw new ConfigError(err.message, { key: 'stream.address' });
     throw err;
   }
+  if (c.metricsAddress) {
+    try {
+      parseMetricsAddress(c.metricsAddress);
+    } catch (err) {
+      throw new ConfigError(errorMessage(err), { key: 'metrics.address' });
+    }
+  }
   // A unix socket path longer than sun_path (108 bytes) cannot be bound.
   if (Buffer.byteLength(c.listen) > 107) throw new ConfigError(`listen socket path is longer than 107 bytes: ${c.listen}`, { key: 'listen' });
+}
+
+/**
+ * The metrics endpoint's address: "HOST:PORT", "[V6]:PORT", or a bare
+ * "PORT" / ":PORT", which means loopback (an operator who wants it on the
+ * network says so). Port 0 takes any free port.
+ */
+export function parseMetricsAddress(addr: string): { host: string; port: number } {
+  const m = /^(?:(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]*):)?(\d{1,5})$/.exec(addr);
+  const port = m ? Number(m[2]) : NaN;
+  if (!m || port > 65535) throw new Error(`metrics address '${addr}' is not HOST:PORT or PORT`);
+  const host = (m[1] ?? '').replace(/^\[|\]$/g, '');
+  return { host: host || '127.0.0.1', port };
 }

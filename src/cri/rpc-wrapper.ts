@@ -6,6 +6,7 @@ import { status as GrpcStatus, type ServerUnaryCall, type ServerWritableStream, 
 import { logger, type Logger } from '../lib/log.js';
 import { CriError, toGrpcStatus } from './errors.js';
 import { scrubForLog } from './scrub.js';
+import { criRequestSeconds, criRequests } from '../lib/metrics.js';
 
 export interface CallContext {
   /** Service and method, e.g. "ImageService/PullImage". */
@@ -107,6 +108,9 @@ function contextOf(rpc: string, call: AnyCall, stopping: AbortSignal): { ctx: Ca
 
 function logExit(l: Logger, rpc: string, startNs: bigint, code: GrpcStatus, err?: unknown, details?: string): void {
   const durationMs = Number(process.hrtime.bigint() - startNs) / 1e6;
+  const method = rpc.slice(rpc.indexOf('/') + 1);
+  criRequests.inc({ method, code: GrpcStatus[code] });
+  criRequestSeconds.observe({ method }, durationMs / 1000);
   const fields = { rpc, duration_ms: Math.round(durationMs * 1000) / 1000, status: GrpcStatus[code] };
   if (code === GrpcStatus.OK) l.debug('rpc done', fields);
   // A bug of ours: with the stack.

@@ -26,6 +26,7 @@ import { makeReopenContainerLog } from './container-reopen-log.js';
 import { makeAttach, makeExec, makePortForward, type StreamingDeps } from './container-streaming.js';
 import { streamedList } from './list-streaming.js';
 import { makeGetContainerEvents } from './container-events.js';
+import { makeListMetricDescriptors, makeListPodSandboxMetrics } from './sandbox-metrics.js';
 import { makeContainerStats, makeListContainerStats, makeListPodSandboxStats, makePodSandboxStats } from './container-stats.js';
 
 export type RuntimeServiceDeps = RuntimeStatusDeps & { pods?: PodDeps; streaming?: StreamingDeps['streaming'] };
@@ -51,6 +52,8 @@ function podHandlers(d: PodDeps) {
     PodSandboxStats: makePodSandboxStats(d),
     ListPodSandboxStats: makeListPodSandboxStats(d),
     UpdatePodSandboxResources: makeUpdatePodSandboxResources(d),
+    ListMetricDescriptors: makeListMetricDescriptors(),
+    ListPodSandboxMetrics: makeListPodSandboxMetrics(d),
   };
 }
 

@@ -9,3 +9,4 @@ export type { ExecSession, AttachSession } from './stream-ops.js';
 export { ATTACH_MAX_BUFFERED_BYTES } from './stream-ops.js';
 export type { ContainerEvent, ContainerEventType, EventSubscription } from './container-events.js';
 export { DEFAULT_MAX_QUEUED_EVENTS, MAX_SUBSCRIBERS } from './container-events.js';
+export type { PodNetworkCounters } from './pod-metrics.js';

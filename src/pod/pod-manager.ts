@@ -4,6 +4,7 @@ import { errorMessage } from '../lib/errors.js';
 import { logger } from '../lib/log.js';
 import { openContainerLog } from './cri-log-writer.js';
 import type { EventSubscription } from './container-events.js';
+import { podNetworkCounters, type PodNetworkCounters } from './pod-metrics.js';
 import type { Duplex } from 'node:stream';
 import { PodContext, podName, type OutputTap, type PodManagerDeps, type PodManagerOptions } from './context.js';
 import { containerName, createContainer, follow, removeContainer, startContainer, stopContainerProcess } from './container-ops.js';
@@ -213,6 +214,12 @@ export class PodManager {
   }
 
   /** Calls fn with the container's output as it arrives (tap before start to see all of it); returns the untap. */
+  /** The pod's network counters as its guest sees them; undefined when its VM does not run. */
+  async podNetwork(podId: string): Promise<PodNetworkCounters | undefined> {
+    const p = this.ctx.pods.must(podId);
+    return p.status.state === 'READY' && p.status.vmPid ? podNetworkCounters(p.status.vmPid) : undefined;
+  }
+
   /** Container lifecycle events from now on; undefined when too many subscribers listen already. */
   subscribeEvents(maxQueued?: number): EventSubscription | undefined {
     return this.ctx.events.subscribe(maxQueued);

@@ -21,6 +21,8 @@ import type { PodAgent } from './agent-port.js';
 import { removeContainer, stopContainerProcess } from './container-ops.js';
 import type { PodRecordMeta, PodSpec } from './types.js';
 
+import { podStartSeconds } from '../lib/metrics.js';
+
 const log = logger('pod');
 export const AGENT_READY_TIMEOUT_MS = 60_000;
 export const UNDO_TIMEOUT_MS = 60_000;
@@ -103,6 +105,7 @@ export async function runPodSandbox(ctx: PodContext, requested: PodSpec): Promis
       watchVm(ctx, id, vm);
       undo.commit();
       log.info('pod running', { pod: id, name, ips: net.ips });
+      podStartSeconds.observe({ kind: 'cold' }, (Date.now() - t0) / 1000);
       return id;
     } catch (err) {
       const failures = await withDeadline(undo.run(), UNDO_TIMEOUT_MS);

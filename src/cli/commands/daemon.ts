@@ -7,6 +7,7 @@ import { availableParallelism, totalmem } from 'node:os';
 import { errorMessage } from '../../lib/errors.js';
 import { logger, setLogLevel, type Level } from '../../lib/log.js';
 import { FRAKTI_VERSION } from '../../lib/version.js';
+import { setAssetRoot } from '../../lib/shipped-files.js';
 import {
   CriServer,
   ConfigError,
@@ -16,7 +17,7 @@ import {
   runtimeHandlers,
   imageHandlers,
   imageStoreHolder,
-  StreamingServer,
+  parseMetricsAddress,
   validateConfig,
   type DaemonConfig,
 } from '../../cri/index.js';
@@ -26,7 +27,11 @@ import { access } from 'node:fs/promises';
 import { MAX_TCG_CACHE_MIB, MEMORY_BLOCK_MIB, MIN_TCG_CACHE_MIB, Vm, chooseAccel, guestAssets, parseAccelChoice, type AccelChoice } from '../../vmm/index.js';
 import { waitForAgent } from '../../agent-protocol/index.js';
 import { PodError, PodManager } from '../../pod/index.js';
+import { StreamingServer } from '../../streaming/index.js';
 import { choosePodNetwork } from '../../pod/pod-network-source.js';
+import { registerPodGauges } from '../../pod/pod-metrics.js';
+import { metrics } from '../../lib/metrics.js';
+import { serveMetrics, type MetricsServer } from '../metrics-server.js';
 
 /** Memory the guest kernel and agent need above the containers' limits. */
 const GUEST_OVERHEAD_MIB = 64;
@@ -76,6 +81,8 @@ options:
   --stream-address IP:PORT   streaming server for exec, attach and port-forward
                              (default 127.0.0.1:0: loopback, any free port)
   --stream-idle-timeout-ms N close a streaming connection idle this long (default 14400000)
+  --metrics-address ADDR     serve Prometheus metrics at http://ADDR/metrics; HOST:PORT,
+                             or PORT alone for loopback (default: not served)
   --accel auto|kvm|tcg       accelerator; auto probes KVM by booting a guest (default auto)
   --cni-conf-dir DIR         CNI network configs (default /etc/cni/net.d; none there:
                              frakti's own bridge network)
@@ -122,6 +129,7 @@ export async function resolveConfig(argv: string[]): Promise<{ cfg: DaemonConfig
         'shutdown-timeout-ms': { type: 'string' },
         'stream-address': { type: 'string' },
         'stream-idle-timeout-ms': { type: 'string' },
+        'metrics-address': { type: 'string' },
         accel: { type: 'string', default: 'auto' },
         'cni-conf-dir': { type: 'string', default: '/etc/cni/net.d' },
         'cni-bin-dir': { type: 'string', default: '/opt/cni/bin:/usr/lib/cni' },
@@ -151,6 +159,7 @@ export async function resolveConfig(argv: string[]): Promise<{ cfg: DaemonConfig
   if (values['stream-address'] !== undefined) cfg.streamAddress = values['stream-address'];
   cfg.streamIdleTimeoutMs = intFlag('stream-idle-timeout-ms', values['stream-idle-timeout-ms'], 1000, 7 * 24 * 3600 * 1000) ?? cfg.streamIdleTimeoutMs;
   if (values['insecure-registry']) cfg.image.insecureRegistries.push(...values['insecure-registry']);
+  if (values['metrics-address'] !== undefined) cfg.metricsAddress = values['metrics-address'];
   try {
     validateConfig(cfg);
   } catch (err) {
@@ -205,12 +214,16 @@ export async function run(argv: string[]): Promise<number> {
   }
   const { cfg, pod: podFlags } = resolved;
   setLogLevel(cfg.logLevel);
+  // The single executable extracts api.proto, the guest and the relay under
+  // ROOT/assets (atomic per file, so a second daemon on the same root is harmless).
+  setAssetRoot(cfg.root);
   const signalled = waitForSignal();
   // The socket is claimed before anything touches --root or --state, so a
   // second daemon on the same socket stops here without disturbing the first.
   const images = imageStoreHolder(cfg);
   let pods: PodManager | undefined;
   let streaming: StreamingServer | undefined;
+  let metricsServer: MetricsServer | undefined;
   const networkSource = { confDir: podFlags.cniConfDir, binDirs: podFlags.cniBinDirs, rootDir: cfg.root, fallbackToDefault: podFlags.defaultNetwork };
   const server = await CriServer.listen({
     socketPath: cfg.listen,
@@ -263,12 +276,17 @@ export async function run(argv: string[]): Promise<number> {
     await pods.start();
     const manager = pods;
     streaming = await StreamingServer.listen({ address: cfg.streamAddress, idleTimeoutMs: cfg.streamIdleTimeoutMs, backend: () => manager });
+    if (cfg.metricsAddress) {
+      registerPodGauges(metrics, () => manager);
+      metricsServer = await serveMetrics(metrics, parseMetricsAddress(cfg.metricsAddress));
+    }
     server.gate.setReady();
-    log.info('frakti daemon ready', { version: FRAKTI_VERSION, socket: cfg.listen, root: cfg.root, state: cfg.state, streaming: streaming.baseUrl });
+    log.info('frakti daemon ready', { version: FRAKTI_VERSION, socket: cfg.listen, root: cfg.root, state: cfg.state, streaming: streaming.baseUrl, metrics: metricsServer?.url });
     const sig = await signalled;
     log.info('stopping', { signal: sig });
   } finally {
     await server.stop();
+    await metricsServer?.stop();
     await streaming?.stop();
     // Pod VMs keep running: a restarted daemon re-attaches to them.
     await pods?.close();

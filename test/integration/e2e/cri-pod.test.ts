@@ -10,7 +10,8 @@ import { execa } from 'execa';
 import { status } from '@grpc/grpc-js';
 import { startRegistry, buildBusyboxImage, pushImage, type Registry } from '../../helpers/image-registry.js';
 import { startDaemon, grpcError, waitFor, type RunningDaemon } from '../../helpers/cri-client.js';
-import { killLeftovers, mountsUnder, processesMentioning, vmProcessesUnder } from '../../helpers/vmm-leaks.js';
+import { daemonLeavingNothing } from '../../helpers/e2e-daemon.js';
+import { mountsUnder, processesMentioning, vmProcessesUnder } from '../../helpers/vmm-leaks.js';
 import { STREAM_WINDOW_BYTES } from '../../../src/agent-protocol/framing.js';
 import { readAll, spdyConnect, upgradeRequest } from '../../helpers/spdy-client.js';
 
@@ -32,24 +33,8 @@ after(async () => {
 });
 
 /** A daemon with its own dirs under `dir`; after the test nothing of it may be left running or mounted. */
-async function daemon(t: { after(fn: () => unknown): void }, name: string, args: string[] = []): Promise<RunningDaemon> {
-  const ddir = join(dir, name);
-  await mkdir(ddir, { recursive: true });
-  const d = await startDaemon({ dir: ddir, args });
-  t.after(async () => {
-    // What a failed test left is removed as an operator would: through the CRI.
-    const rt = d.client.runtime;
-    for (const p of (await rt.ListPodSandbox!({}).catch(() => ({ items: [] }))).items) await rt.RemovePodSandbox!({ pod_sandbox_id: p.id }).catch(() => {});
-    await d.cleanup();
-    // A failed test may leave pods: remove them the way an operator would, then check.
-    const left = (await killLeftovers(ddir)).filter((l) => /qemu-system|virtiofsd/.test(l));
-    for (const m of (await mountsUnder(ddir)).reverse()) await execa('umount', ['-l', m], { reject: false });
-    const ns = (await execa('ip', ['netns', 'list'])).stdout.split('\n').filter((l) => l.startsWith('frakti-'));
-    await rm(ddir, { recursive: true, force: true });
-    assert.deepEqual(left, [], 'QEMU or virtiofsd left running');
-    assert.deepEqual(ns, [], 'network namespaces left');
-  });
-  return d;
+function daemon(t: { after(fn: () => unknown): void }, name: string, args: string[] = []): Promise<RunningDaemon> {
+  return daemonLeavingNothing(t, dir, name, args);
 }
 
 function podConfig(name: string, logDir: string, extra: Record<string, unknown> = {}) {
@@ -486,6 +471,79 @@ test('GetContainerEvents: a subscriber sees each container created, started, sto
   const deleted = events.find((e) => e.type === 'CONTAINER_DELETED_EVENT')!;
   assert.deepEqual(deleted.states, ['second:CONTAINER_RUNNING'], 'a deleted container is no longer among the statuses');
   await rt.RemovePodSandbox!({ pod_sandbox_id: pod });
+});
+
+/** The value of one series in Prometheus text, or undefined when it is not there. */
+function sample(text: string, series: string): number | undefined {
+  const line = text.split('\n').find((l) => l.startsWith(series + ' '));
+  return line === undefined ? undefined : Number(line.slice(series.length + 1));
+}
+
+test('metrics: served only when asked, on loopback; calls, pod starts, pods, VMs, pulls and agent calls counted as pods come and go', async (t) => {
+  // Without the flag there is no metrics listener: the streaming port is the daemon's only TCP socket.
+  const plain = await daemon(t, 'nometrics');
+  await plain.client.runtime.Version!({});
+  assert.doesNotMatch(plain.stderr(), /"metrics":"http/);
+  const listening = (await execa('ss', ['-Hltnp'])).stdout.split('\n').filter((l) => l.includes(`pid=${plain.child.pid},`));
+  assert.equal(listening.length, 1, listening.join('\n'));
+
+  const d = await daemon(t, 'metrics', ['--metrics-address', '0']);
+  const url = /"metrics":"(http:\/\/127\.0\.0\.1:\d+\/metrics)"/.exec(d.stderr())?.[1];
+  assert.ok(url, 'the ready line names the metrics URL, on loopback');
+  const scrape = async () => {
+    const res = await fetch(url);
+    assert.equal(res.status, 200);
+    return res.text();
+  };
+  assert.equal((await fetch(url.replace('/metrics', '/other'))).status, 404);
+  const rt = d.client.runtime;
+  await d.client.image.PullImage!({ image: { image } });
+  const config = podConfig('measured', join(d.dir, 'logs'));
+  const { pod_sandbox_id: pod } = await rt.RunPodSandbox!({ config });
+  const { container_id: c } = await rt.CreateContainer!({ pod_sandbox_id: pod, config: containerConfig('sleeper', ['sleep', '1000']), sandbox_config: config });
+  await rt.StartContainer!({ container_id: c });
+  await grpcError(rt.PodSandboxStatus!({ pod_sandbox_id: 'f'.repeat(64) }));
+
+  const running = await scrape();
+  assert.equal(sample(running, 'frakti_cri_requests_total{method="RunPodSandbox",code="OK"}'), 1);
+  assert.equal(sample(running, 'frakti_cri_requests_total{method="PodSandboxStatus",code="NOT_FOUND"}'), 1);
+  assert.ok(sample(running, 'frakti_cri_request_duration_seconds_count{method="CreateContainer"}')! >= 1);
+  assert.equal(sample(running, 'frakti_pod_start_duration_seconds_count{kind="cold"}'), 1);
+  assert.equal(sample(running, 'frakti_pods{state="READY"}'), 1);
+  assert.equal(sample(running, 'frakti_containers{state="RUNNING"}'), 1);
+  assert.equal(sample(running, 'frakti_vms_running'), 1);
+  assert.ok(sample(running, `frakti_vm_qemu_rss_bytes{pod="${pod}"}`)! > 10 * 1024 * 1024, 'QEMU has some tens of MiB resident');
+  assert.equal(sample(running, 'frakti_image_pulls_total{result="ok"}'), 1);
+  assert.ok(sample(running, 'frakti_image_pull_bytes_total')! > 100_000);
+  assert.ok(sample(running, 'frakti_agent_call_duration_seconds_count{call="createContainer"}')! >= 1, 'agent calls are timed');
+  assert.ok(sample(running, 'frakti_process_resident_memory_bytes')! > 0);
+  assert.ok(sample(running, 'frakti_nodejs_eventloop_lag_seconds') !== undefined);
+
+  // kubelet's PodAndContainerStatsFromCRI: cAdvisor's names, from the guest's cgroups and the pod's tap.
+  const names = (await rt.ListMetricDescriptors!({})).descriptors.map((x: { name: string }) => x.name);
+  for (const n of ['container_cpu_usage_seconds_total', 'container_memory_working_set_bytes', 'container_network_receive_bytes_total']) assert.ok(names.includes(n), n);
+  const [pm] = (await rt.ListPodSandboxMetrics!({})).pod_metrics;
+  assert.equal(pm.pod_sandbox_id, pod);
+  const value = (list: { name: string; value: { value: string } }[], n: string) => Number(list.find((x) => x.name === n)?.value.value);
+  assert.ok(value(pm.metrics, 'container_network_transmit_bytes_total') >= 0);
+  assert.deepEqual(pm.metrics[0].label_values, ['POD', pod, '', 'measured', 'default', 'measured', 'eth0']);
+  const cm = pm.container_metrics[0];
+  assert.equal(cm.container_id, c);
+  assert.ok(value(cm.metrics, 'container_memory_working_set_bytes') > 0);
+  assert.ok(Math.abs(value(cm.metrics, 'container_start_time_seconds') - Date.now() / 1000) < 600);
+  const ps = (await rt.PodSandboxStats!({ pod_sandbox_id: pod })).stats;
+  assert.equal(ps.linux.network.default_interface.name, 'eth0');
+
+  await rt.StopPodSandbox!({ pod_sandbox_id: pod });
+  const stopped = await scrape();
+  assert.equal(sample(stopped, 'frakti_pods{state="NOTREADY"}'), 1);
+  assert.equal(sample(stopped, 'frakti_containers{state="EXITED"}'), 1);
+  assert.equal(sample(stopped, 'frakti_vms_running'), 0);
+  assert.equal(sample(stopped, `frakti_vm_qemu_rss_bytes{pod="${pod}"}`), undefined);
+  await rt.RemovePodSandbox!({ pod_sandbox_id: pod });
+  const gone = await scrape();
+  assert.equal(sample(gone, 'frakti_pods{state="NOTREADY"}'), undefined);
+  assert.equal(sample(gone, 'frakti_cri_requests_total{method="RemovePodSandbox",code="OK"}'), 1);
 });
 
 test('bad requests get clear gRPC errors and change nothing', async (t) => {

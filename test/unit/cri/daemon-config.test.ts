@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { ConfigError, defaultConfig, parseConfigText, validateConfig } from '../../../src/cri/daemon-config.js';
+import { ConfigError, defaultConfig, parseConfigText, parseMetricsAddress, validateConfig } from '../../../src/cri/daemon-config.js';
 
 const base = () => defaultConfig({ root: '/var/lib/frakti', state: '/run/frakti', listen: '/run/frakti/frakti.sock' });
 
@@ -83,4 +83,16 @@ test('cross-field checks: absolute paths, socket path length', () => {
   const d = base();
   d.streamAddress = 'localhost:10010';
   assert.throws(() => validateConfig(d), (e: unknown) => e instanceof ConfigError && /stream address must be IP:PORT/.test(e.message));
+});
+
+test('metrics.address: HOST:PORT, [V6]:PORT, or a bare port meaning loopback; anything else refused', () => {
+  const base = defaultConfig({ root: '/r', state: '/s', listen: '/s/f.sock' });
+  assert.equal(base.metricsAddress, '', 'off unless set');
+  assert.equal(parseConfigText('[metrics]\naddress = "9101"\n', 'f.toml', base).metricsAddress, '9101');
+  assert.throws(() => validateConfig({ ...base, metricsAddress: 'nope' }), (e: unknown) => e instanceof ConfigError && /metrics address 'nope'/.test(e.message));
+  assert.deepEqual(parseMetricsAddress('9101'), { host: '127.0.0.1', port: 9101 });
+  assert.deepEqual(parseMetricsAddress(':9101'), { host: '127.0.0.1', port: 9101 });
+  assert.deepEqual(parseMetricsAddress('0.0.0.0:9101'), { host: '0.0.0.0', port: 9101 });
+  assert.deepEqual(parseMetricsAddress('[::1]:9101'), { host: '::1', port: 9101 });
+  for (const bad of ['', 'host', '1:2:3', '127.0.0.1:70000', 'http://x:1']) assert.throws(() => parseMetricsAddress(bad), /not HOST:PORT/, bad);
 });
