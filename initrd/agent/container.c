@@ -41,7 +41,10 @@
 #define MAX_CONTAINERS 1024
 #define MAX_EXECS_PER_CONTAINER 1024
 /* Bound on a child's setup (create) and on execve (start, exec). */
-#define CHILD_REPORT_TIMEOUT_MS 10000
+/* Under TCG with several pod VMs starting on few host cores a guest gets a
+ * small share of a core: its container setup (mounts through virtio-fs) has
+ * taken over 10 s there. */
+#define CHILD_REPORT_TIMEOUT_MS 30000
 #define REMOVE_TIMEOUT_MS 5000
 #define REMOVE_POLL_MS 5
 

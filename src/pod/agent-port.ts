@@ -17,11 +17,11 @@ export interface PodAgent {
   readonly closed: boolean;
   setupSandbox(s: SandboxSetup): Promise<void>;
   configureNetwork(n: GuestNetwork): Promise<void>;
-  createContainer(spec: GuestContainerSpec): Promise<void>;
+  createContainer(spec: GuestContainerSpec, opts?: { timeoutMs?: number }): Promise<void>;
   /** Starts the container's init process; output flows from here on into the returned streams. */
-  startContainer(containerId: string, opts?: IoOptions): Promise<ProcessIo & { pid: number }>;
+  startContainer(containerId: string, opts?: IoOptions & { timeoutMs?: number }): Promise<ProcessIo & { pid: number }>;
   /** execId: caller-chosen [A-Za-z0-9_-]{1,64}, unique within the container. */
-  exec(containerId: string, execId: string, process: ProcessSpec): Promise<ProcessIo & { pid: number }>;
+  exec(containerId: string, execId: string, process: ProcessSpec, opts?: { timeoutMs?: number }): Promise<ProcessIo & { pid: number }>;
   /** execId '' = the container's init process. */
   signal(containerId: string, execId: string, signal: 'SIGTERM' | 'SIGKILL' | 'SIGINT' | 'SIGHUP' | string): Promise<void>;
   /** Resolves when the process has exited (and its output is drained); may be called again after a reconnect. */

@@ -21,6 +21,12 @@ import type { ContainerSpec } from './types.js';
 
 const log = logger('pod');
 export const KILL_WAIT_MS = 10_000;
+/**
+ * How long a container's setup (create) or its process' start may take in
+ * the guest: the agent bounds both at 30 s (a starved guest under TCG has
+ * taken over 10 s); the answer then still has to come back.
+ */
+export const GUEST_SETUP_TIMEOUT_MS = 40_000;
 /** The capabilities a container gets by default, as Docker and containerd give them. */
 export const DEFAULT_CAPABILITIES = [
   'CAP_CHOWN', 'CAP_DAC_OVERRIDE', 'CAP_FSETID', 'CAP_FOWNER', 'CAP_MKNOD', 'CAP_NET_RAW', 'CAP_SETGID', 'CAP_SETUID',
@@ -147,7 +153,7 @@ export async function createContainer(ctx: PodContext, podId: string, spec: Cont
     };
     if (spec.logPath) await mkdir(dirname(spec.logPath), { recursive: true });
     mark('spec ready');
-    await live.agent.createContainer(guestSpec);
+    await live.agent.createContainer(guestSpec, { timeoutMs: GUEST_SETUP_TIMEOUT_MS });
     undo.push('remove container in the guest', () => live.agent.removeContainer(id));
     mark('created in the guest');
     await ctx.containers.create({ id, podId, spec: { ...spec, imageId: image.id }, createdAt: Date.now() }, { state: 'CREATED' });
@@ -171,7 +177,7 @@ export async function startContainer(ctx: PodContext, id: string): Promise<void>
   const mark = (step: string) => log.trace(`start ${id.slice(0, 12)}: ${step} at ${Date.now() - t0} ms`);
   const logFile = await openContainerLog(c.meta.spec.logPath);
   try {
-    const io = await live.agent.startContainer(id, { ack: 'caller' });
+    const io = await live.agent.startContainer(id, { ack: 'caller', timeoutMs: GUEST_SETUP_TIMEOUT_MS });
     mark('started in the guest');
     await ctx.containers.update(id, (s) => ({ ...s, state: 'RUNNING', startedAt: Date.now(), pid: io.pid }));
     mark('stored');

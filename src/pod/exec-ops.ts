@@ -5,6 +5,7 @@ import { errorMessage } from '../lib/errors.js';
 import type { ProcessIo } from './agent-port.js';
 import type { PodContext } from './context.js';
 import { PodError } from './errors.js';
+import { GUEST_SETUP_TIMEOUT_MS } from './container-ops.js';
 
 /** Each of stdout and stderr of ExecSync is kept up to this size; the rest is dropped. */
 export const EXEC_SYNC_MAX_OUTPUT_BYTES = 16 * 1024 * 1024;
@@ -51,7 +52,7 @@ export async function execProcess(ctx: PodContext, id: string, cmd: string[], op
   const { agent } = runningContainer(ctx, id);
   const execId = randomBytes(8).toString('hex');
   // The agent fills in the container's env, cwd and user for an exec whose spec leaves them empty.
-  const io = await agent.exec(id, execId, { args: cmd, env: [], cwd: '', uid: -1, gid: -1, additionalGids: [], terminal: opts.tty, stdin: opts.stdin });
+  const io = await agent.exec(id, execId, { args: cmd, env: [], cwd: '', uid: -1, gid: -1, additionalGids: [], terminal: opts.tty, stdin: opts.stdin }, { timeoutMs: GUEST_SETUP_TIMEOUT_MS });
   return { execId, io };
 }
 

@@ -649,13 +649,17 @@ test('five pods at once', async (t) => {
   await d.client.image.PullImage!({ image: { image } });
   const logDir = join(d.dir, 'logs');
   const names = ['p0', 'p1', 'p2', 'p3', 'p4'];
-  const pods = await Promise.all(names.map(async (n) => {
+  // Every start is waited for, failed or not, so that a failure leaves no call running into the cleanup.
+  const started = await Promise.allSettled(names.map(async (n) => {
     const config = podConfig(n, join(logDir, n));
     const { pod_sandbox_id } = await rt.RunPodSandbox!({ config }, { timeoutMs: 180_000 });
-    const { container_id } = await rt.CreateContainer!({ pod_sandbox_id, config: containerConfig('main', ['sh', '-c', `echo I am ${n}; sleep 1000`]), sandbox_config: config });
+    const { container_id } = await rt.CreateContainer!({ pod_sandbox_id, config: containerConfig('main', ['sh', '-c', `echo I am ${n}; sleep 1000`]), sandbox_config: config }, { timeoutMs: 120_000 });
     await rt.StartContainer!({ container_id });
     return { n, pod: pod_sandbox_id as string, c: container_id as string };
   }));
+  const failed = started.find((r) => r.status === 'rejected');
+  if (failed) throw (failed as PromiseRejectedResult).reason;
+  const pods = started.map((r) => (r as PromiseFulfilledResult<{ n: string; pod: string; c: string }>).value);
   const ips = new Set<string>();
   for (const p of pods) {
     await waitFor(`${p.n} output`, async () => (await logLines(join(logDir, p.n, 'main/0.log'))).includes(`stdout I am ${p.n}`), 60_000);

@@ -142,7 +142,8 @@ test('a broken CNI config fails RunPodSandbox with the plugin message and leaves
   const netnsNow = async () => (await execa('ip', ['netns', 'list'])).stdout.split('\n').filter((l) => l.startsWith('frakti-')).sort();
   const nsBefore = await netnsNow();
   const e = await grpcError(bd.client.runtime.RunPodSandbox!({ config: { metadata: { name: 'x', uid: 'u', namespace: 'n', attempt: 0 }, log_directory: join(bdir, 'logs') } }, { timeoutMs: 60_000 }));
-  assert.equal(e.code, status.INTERNAL);
+  // The node's CNI setup failed, not the request, and not frakti: UNKNOWN, as containerd answers.
+  assert.equal(e.code, status.UNKNOWN);
   assert.match(e.details, /CNI ADD bridge: .*not-a-subnet/);
   assert.deepEqual((await bd.client.runtime.ListPodSandbox!({})).items, [], 'no pod record is left');
   assert.deepEqual(await netnsNow(), nsBefore, 'no network namespace is left');
