@@ -10,11 +10,13 @@ async function statsOf(pods: PodManager, id: string): Promise<ContainerStats> {
   const c = pods.container(id);
   const s = await pods.containerStats(c.meta.id).catch(() => undefined);
   const ts = nanos(s?.timestamp.getTime() ?? Date.now());
+  // The writable layer lives on the host (the overlay's upper dir): kubelet weighs it for ephemeral-storage eviction.
+  const rw = await pods.writableLayer(c.meta.id).catch(() => undefined);
   return {
     attributes: { id: c.meta.id, metadata: { name: c.meta.spec.name, attempt: c.meta.spec.attempt }, labels: c.meta.spec.labels, annotations: c.meta.spec.annotations },
     cpu: s ? { timestamp: ts, usage_core_nano_seconds: { value: s.cpuUsageNs.toString() }, usage_nano_cores: null } : null,
     memory: s ? { timestamp: ts, working_set_bytes: { value: String(s.memoryWorkingSetBytes) }, usage_bytes: { value: String(s.memoryUsageBytes) }, available_bytes: null } : null,
-    writable_layer: null,
+    writable_layer: rw ? { timestamp: nanos(Date.now()), fs_id: { mountpoint: rw.dir }, used_bytes: { value: String(rw.bytes) }, inodes_used: { value: String(rw.inodes) } } : null,
   };
 }
 

@@ -18,6 +18,8 @@ const DESCRIPTORS: Record<string, [string, string[], Kind]> = {
   container_memory_usage_bytes: ['Current memory usage in bytes, including all memory regardless of when it was accessed.', CONTAINER_LABELS, 'GAUGE'],
   container_memory_working_set_bytes: ['Current working set in bytes.', CONTAINER_LABELS, 'GAUGE'],
   container_start_time_seconds: ['Start time of the container since unix epoch in seconds.', CONTAINER_LABELS, 'GAUGE'],
+  container_fs_usage_bytes: ['Number of bytes that are consumed by the container on this filesystem.', [...CONTAINER_LABELS, 'device'], 'GAUGE'],
+  container_fs_inodes_total: ['Number of inodes the container uses on this filesystem.', [...CONTAINER_LABELS, 'device'], 'GAUGE'],
   container_network_receive_bytes_total: ['Cumulative count of bytes received.', NETWORK_LABELS, 'COUNTER'],
   container_network_receive_packets_total: ['Cumulative count of packets received.', NETWORK_LABELS, 'COUNTER'],
   container_network_transmit_bytes_total: ['Cumulative count of bytes transmitted.', NETWORK_LABELS, 'COUNTER'],
@@ -49,6 +51,14 @@ async function podMetrics(pods: PodManager, podId: string) {
       ]
     : [];
   const containers = pods.containers().filter((c) => c.meta.podId === podId && c.status.state === 'RUNNING');
+  // The writable layer, on the host's disk: what the container wrote into its root filesystem.
+  const rw = new Map<string, ReturnType<typeof metric>[]>();
+  for (const c of containers) {
+    const u = await pods.writableLayer(c.meta.id).catch(() => undefined);
+    if (!u) continue;
+    const labels = [c.meta.spec.name, c.meta.id, c.meta.spec.imageRef, c.meta.spec.name, m.namespace, m.name, u.dir];
+    rw.set(c.meta.id, [metric('container_fs_usage_bytes', labels, u.bytes, at), metric('container_fs_inodes_total', labels, u.inodes, at)]);
+  }
   const container_metrics = await Promise.all(
     containers.map(async (c) => {
       const labels = [c.meta.spec.name, c.meta.id, c.meta.spec.imageRef, c.meta.spec.name, m.namespace, m.name];
@@ -66,6 +76,7 @@ async function podMetrics(pods: PodManager, podId: string) {
               ]
             : []),
           ...(c.status.startedAt ? [metric('container_start_time_seconds', labels, c.status.startedAt / 1000, at)] : []),
+          ...(rw.get(c.meta.id) ?? []),
         ],
       };
     }),

@@ -1,10 +1,11 @@
 // The pod room's front door: pods and containers for src/cri. Loads the
 // stored records at start and re-attaches to the VMs that still run.
+import { join } from 'node:path';
 import { errorMessage } from '../lib/errors.js';
 import { logger } from '../lib/log.js';
 import { openContainerLog } from './cri-log-writer.js';
 import type { EventSubscription } from './container-events.js';
-import { podNetworkCounters, type PodNetworkCounters } from './pod-metrics.js';
+import { dirUsage, podNetworkCounters, type DirUsage, type PodNetworkCounters } from './pod-metrics.js';
 import type { Duplex } from 'node:stream';
 import { PodContext, podName, type OutputTap, type PodManagerDeps, type PodManagerOptions } from './context.js';
 import { containerName, createContainer, follow, removeContainer, startContainer, stopContainerProcess } from './container-ops.js';
@@ -214,6 +215,13 @@ export class PodManager {
   }
 
   /** Calls fn with the container's output as it arrives (tap before start to see all of it); returns the untap. */
+  /** What the container's writable layer takes on the host's disk, and where it lives. */
+  async writableLayer(id: string): Promise<DirUsage & { dir: string }> {
+    const c = this.ctx.containers.must(id);
+    const dir = this.ctx.containerScratchDir(c.meta.id);
+    return { dir, ...(await dirUsage(join(dir, 'upper'))) };
+  }
+
   /** The pod's network counters as its guest sees them; undefined when its VM does not run. */
   async podNetwork(podId: string): Promise<PodNetworkCounters | undefined> {
     const p = this.ctx.pods.must(podId);

@@ -519,6 +519,11 @@ test('metrics: served only when asked, on loopback; calls, pod starts, pods, VMs
   assert.ok(sample(running, 'frakti_process_resident_memory_bytes')! > 0);
   assert.ok(sample(running, 'frakti_nodejs_eventloop_lag_seconds') !== undefined);
 
+  // What the container writes into its root filesystem is its writable layer, on the host's disk.
+  await rt.ExecSync!({ container_id: c, cmd: ['sh', '-c', 'dd if=/dev/urandom of=/written bs=1024 count=2048 2>/dev/null && sync'], timeout: '30' });
+  const rw = (await rt.ContainerStats!({ container_id: c })).stats.writable_layer;
+  assert.ok(Number(rw.used_bytes.value) >= 2 * 1024 * 1024, `writable layer ${rw.used_bytes.value} bytes`);
+  assert.ok(Number(rw.inodes_used.value) >= 1);
   // kubelet's PodAndContainerStatsFromCRI: cAdvisor's names, from the guest's cgroups and the pod's tap.
   const names = (await rt.ListMetricDescriptors!({})).descriptors.map((x: { name: string }) => x.name);
   for (const n of ['container_cpu_usage_seconds_total', 'container_memory_working_set_bytes', 'container_network_receive_bytes_total']) assert.ok(names.includes(n), n);
@@ -530,6 +535,7 @@ test('metrics: served only when asked, on loopback; calls, pod starts, pods, VMs
   const cm = pm.container_metrics[0];
   assert.equal(cm.container_id, c);
   assert.ok(value(cm.metrics, 'container_memory_working_set_bytes') > 0);
+  assert.ok(value(cm.metrics, 'container_fs_usage_bytes') >= 2 * 1024 * 1024);
   assert.ok(Math.abs(value(cm.metrics, 'container_start_time_seconds') - Date.now() / 1000) < 600);
   const ps = (await rt.PodSandboxStats!({ pod_sandbox_id: pod })).stats;
   assert.equal(ps.linux.network.default_interface.name, 'eth0');
