@@ -9,7 +9,7 @@
 //   snapshots/<hex>/      one unpacked layer per diff id (overlayfs lower dir)
 //   images.json           every image record, replaced atomically
 //   ingest/, snapshots/.tmp-*   work in progress; leftovers of dead writers are removed on open
-import { mkdir, readdir, lstat } from 'node:fs/promises';
+import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { logger } from '../lib/log.js';
 import { ContentStore } from './content-store.js';
@@ -22,11 +22,15 @@ import { pullImage, type PulledImage } from './pull.js';
 import { formatReference, parseReference, repoName, tryParseReference, type ImageReference } from './reference.js';
 import { SnapshotStore } from './snapshot-store.js';
 import type { GcResult, ImageFilter, ImageFsInfo, ImageRecord, PullOptions } from './types.js';
+import { dirUsage } from '../lib/dir-usage.js';
 
 const log = logger('image');
 /** kubelet asks for ImageFsInfo every few seconds; walking the tree that often is waste. */
 export const FS_INFO_CACHE_MS = 5_000;
 const MAX_HOLDERS_PER_IMAGE = 100_000;
+
+/** Entries an ImageFsInfo walk reads at most (a store of that many files is counted in part). */
+const MAX_FS_INFO_ENTRIES = 20_000_000;
 
 export class ImageStore {
   readonly options: ResolvedImageStoreOptions;
@@ -250,7 +254,7 @@ export class ImageStore {
     return this.fsInfoMutex.run(async () => {
       const now = Date.now();
       if (this.fsInfoCache && now - this.fsInfoCache.at < FS_INFO_CACHE_MS) return { ...this.fsInfoCache.info };
-      const { bytes, inodes } = await diskUsage(this.options.root);
+      const { bytes, inodes } = await dirUsage(this.options.root, MAX_FS_INFO_ENTRIES);
       const info: ImageFsInfo = { mountpoint: this.options.root, usedBytes: bytes, inodesUsed: inodes, timestampNs: BigInt(now) * 1_000_000n };
       this.fsInfoCache = { at: now, info };
       return { ...info };
@@ -355,37 +359,6 @@ function fillFromConfig(r: ImageRecord, c: ImageConfigBlob): void {
   r.username = u.username;
   if (c.created) r.created = c.created;
   r.config = c.runtime;
-}
-
-/** Bytes (allocated blocks) and inodes under dir, hardlinks counted once. */
-async function diskUsage(dir: string): Promise<{ bytes: number; inodes: number }> {
-  const seen = new Set<string>();
-  let bytes = 0;
-  let inodes = 0;
-  const walk = async (d: string): Promise<void> => {
-    let names: string[];
-    try {
-      names = await readdir(d);
-    } catch {
-      return;
-    }
-    for (const n of names) {
-      const p = join(d, n);
-      const st = await lstat(p).catch(() => undefined);
-      if (!st) continue;
-      const key = `${st.dev}:${st.ino}`;
-      if (seen.has(key)) continue;
-      seen.add(key);
-      inodes++;
-      bytes += st.blocks * 512;
-      if (st.isDirectory()) await walk(p);
-    }
-  };
-  const root = await lstat(dir);
-  inodes = 1;
-  bytes = root.blocks * 512;
-  await walk(dir);
-  return { bytes, inodes };
 }
 
 /** The record of an image seen for the first time: no names, no holders yet. */

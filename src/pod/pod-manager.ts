@@ -5,7 +5,8 @@ import { errorMessage } from '../lib/errors.js';
 import { logger } from '../lib/log.js';
 import { openContainerLog } from './cri-log-writer.js';
 import type { EventSubscription } from './container-events.js';
-import { dirUsage, podNetworkCounters, type DirUsage, type PodNetworkCounters } from './pod-metrics.js';
+import { MAX_USAGE_ENTRIES, podNetworkCounters, type PodNetworkCounters } from './pod-metrics.js';
+import { dirUsage, type DirUsage } from '../lib/dir-usage.js';
 import type { Duplex } from 'node:stream';
 import { PodContext, podName, type OutputTap, type PodManagerDeps, type PodManagerOptions } from './context.js';
 import { containerName, createContainer, follow, removeContainer, startContainer, stopContainerProcess } from './container-ops.js';
@@ -219,7 +220,7 @@ export class PodManager {
   async writableLayer(id: string): Promise<DirUsage & { dir: string }> {
     const c = this.ctx.containers.must(id);
     const dir = this.ctx.containerScratchDir(c.meta.id);
-    return { dir, ...(await dirUsage(join(dir, 'upper'))) };
+    return { dir, ...(await dirUsage(join(dir, 'upper'), MAX_USAGE_ENTRIES)) };
   }
 
   /** The pod's network counters as its guest sees them; undefined when its VM does not run. */

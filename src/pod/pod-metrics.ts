@@ -1,8 +1,7 @@
 // Gauges read from the pod room when Prometheus scrapes: pods and
 // containers by state, pod VMs running and each one's QEMU RSS (the host
 // memory a pod costs, which its containers' cgroups inside cannot show).
-import { lstat, readdir, readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { readFile } from 'node:fs/promises';
 import { Gauge, type Registry } from 'prom-client';
 import type { PodManager } from './pod-manager.js';
 
@@ -42,44 +41,6 @@ export async function podNetworkCounters(vmPid: number): Promise<PodNetworkCount
 
 /** Entries one usage walk reads at most: a writable layer with millions of files is counted in part. */
 export const MAX_USAGE_ENTRIES = 200_000;
-
-export interface DirUsage {
-  bytes: number;
-  inodes: number;
-  /** The walk stopped at MAX_USAGE_ENTRIES. */
-  partial: boolean;
-}
-
-/**
- * Disk a directory tree takes (allocated blocks, so sparse files count what
- * they use) and its inodes; hard links counted once. Used for a container's
- * writable layer, which kubelet weighs for ephemeral-storage eviction.
- */
-export async function dirUsage(root: string, maxEntries = MAX_USAGE_ENTRIES): Promise<DirUsage> {
-  const seen = new Set<string>();
-  const out: DirUsage = { bytes: 0, inodes: 0, partial: false };
-  const stack = [root];
-  while (stack.length > 0) {
-    const dir = stack.pop()!;
-    const names = await readdir(dir).catch(() => [] as string[]);
-    for (const name of names) {
-      if (out.inodes >= maxEntries) {
-        out.partial = true;
-        return out;
-      }
-      const path = join(dir, name);
-      const st = await lstat(path).catch(() => undefined);
-      if (!st) continue;
-      const key = `${st.dev}:${st.ino}`;
-      if (seen.has(key)) continue;
-      seen.add(key);
-      out.inodes++;
-      out.bytes += st.blocks * 512;
-      if (st.isDirectory()) stack.push(path);
-    }
-  }
-  return out;
-}
 
 export function registerPodGauges(registry: Registry, pods: () => PodManager | undefined): void {
   new Gauge({
