@@ -43,8 +43,8 @@ TimeoutStopSec=30
 # Each pod holds a few descriptors (QMP, agent channel, logs, virtiofsd).
 LimitNOFILE=1048576
 TasksMax=infinity
-# Under memory pressure the kernel should pick a pod, not the runtime.
-OOMScoreAdjust=-999
+# No OOMScoreAdjust: QEMU and virtiofsd inherit the daemon's, and a pod VM
+# must stay a fair choice for the kernel's OOM killer, not a protected one.
 
 [Install]
 WantedBy=multi-user.target

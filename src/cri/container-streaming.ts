@@ -41,9 +41,14 @@ export function makeAttach(d: StreamingDeps) {
   };
 }
 
+/** Ports one PortForward call may name. */
+export const MAX_FORWARDED_PORTS = 32;
+
 export function makePortForward(d: StreamingDeps) {
   return async (req: { pod_sandbox_id: string; port: number[] }) => {
     if (!req.pod_sandbox_id) throw invalidArgument('PortForward: pod_sandbox_id is required');
+    // Over WebSocket every port opens its channels and connections at once (SPDY bounds its streams).
+    if (req.port.length > MAX_FORWARDED_PORTS) throw invalidArgument(`PortForward: ${req.port.length} ports; at most ${MAX_FORWARDED_PORTS} in one call`);
     for (const p of req.port) if (!Number.isInteger(p) || p < 1 || p > 65535) throw invalidArgument(`PortForward: port ${p} is not in 1..65535`);
     const pod = d.pods().pod(req.pod_sandbox_id);
     if (pod.status.state !== 'READY') throw new CriError('FAILED_PRECONDITION', `PortForward: pod ${pod.meta.id} is ${pod.status.state}, not READY`);

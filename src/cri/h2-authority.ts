@@ -285,8 +285,10 @@ export function filterAuthority(socket: Socket, limits = DEFAULT_HEADER_LIMITS):
     try {
       out = filter.push(chunk);
     } catch (err) {
-      if (!(err instanceof H2FilterError || err instanceof HpackError)) throw err;
-      log.warn('client broke HTTP/2; disconnected', { error: err.message });
+      // A client that broke HTTP/2 is disconnected; so is one that hit a bug of
+      // ours here (said louder), which must not take the daemon down with it.
+      if (err instanceof H2FilterError || err instanceof HpackError) log.warn('client broke HTTP/2; disconnected', { error: err.message });
+      else log.error('HTTP/2 filter failed; client disconnected', { error: String(err), stack: err instanceof Error ? err.stack : undefined });
       socket.destroy();
       return;
     }

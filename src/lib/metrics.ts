@@ -7,8 +7,18 @@
 import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 
 export const metrics = new Registry();
-// Process RSS, open fds, event loop lag, heap: Node's own, named as prom-client names them.
-collectDefaultMetrics({ register: metrics, prefix: 'frakti_' });
+
+let processMetrics = false;
+/**
+ * Adds the process's own series (RSS, open fds, heap, event loop lag, as
+ * prom-client names them), once. Only a daemon that serves metrics asks:
+ * the event loop monitor runs for as long as the process does.
+ */
+export function collectProcessMetrics(): void {
+  if (processMetrics) return;
+  processMetrics = true;
+  collectDefaultMetrics({ register: metrics, prefix: 'frakti_' });
+}
 
 const SECONDS_FAST = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120];
 const SECONDS_SLOW = [0.25, 0.5, 1, 1.5, 2, 3, 4, 5, 7.5, 10, 15, 20, 30, 60, 120];

@@ -22,8 +22,12 @@ import type { ContainerStats, PodAgent } from './agent-port.js';
 const log = logger('pod');
 export const RECOVERY_AGENT_TIMEOUT_MS = 10_000;
 
+/** How long one walk of a writable layer answers stats calls. */
+export const USAGE_CACHE_MS = 10_000;
+
 export class PodManager {
   readonly ctx: PodContext;
+  private readonly usageCache = new Map<string, { at: number; usage: Promise<DirUsage> }>();
 
   constructor(opts: PodManagerOptions, deps: PodManagerDeps) {
     this.ctx = new PodContext(opts, deps);
@@ -216,11 +220,22 @@ export class PodManager {
   }
 
   /** Calls fn with the container's output as it arrives (tap before start to see all of it); returns the untap. */
-  /** What the container's writable layer takes on the host's disk, and where it lives. */
+  /**
+   * What the container's writable layer takes on the host's disk, and where
+   * it lives. kubelet asks for every container's stats every few seconds, so
+   * a walk is reused for USAGE_CACHE_MS (containerd also counts writable
+   * layers on a timer, not per call).
+   */
   async writableLayer(id: string): Promise<DirUsage & { dir: string }> {
     const c = this.ctx.containers.must(id);
     const dir = this.ctx.containerScratchDir(c.meta.id);
-    return { dir, ...(await dirUsage(join(dir, 'upper'), MAX_USAGE_ENTRIES)) };
+    const now = Date.now();
+    for (const [k, v] of this.usageCache) if (now - v.at >= USAGE_CACHE_MS) this.usageCache.delete(k);
+    const hit = this.usageCache.get(c.meta.id);
+    if (hit) return { dir, ...(await hit.usage) };
+    const usage = dirUsage(join(dir, 'upper'), MAX_USAGE_ENTRIES);
+    this.usageCache.set(c.meta.id, { at: now, usage });
+    return { dir, ...(await usage) };
   }
 
   /** The pod's network counters as its guest sees them; undefined when its VM does not run. */

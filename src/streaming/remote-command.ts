@@ -10,7 +10,7 @@ import { finished } from 'node:stream/promises';
 import type { Readable, Writable } from 'node:stream';
 import { errorMessage } from '../lib/errors.js';
 import { logger } from '../lib/log.js';
-import { ResizeDecoder, parseResizeEvent } from './resize-events.js';
+import { ResizeDecoder, parseResizeEvent, type TerminalSize } from './resize-events.js';
 import type { SpdyConnection, SpdyStream } from './spdy-connection.js';
 import type { StreamCollector } from './stream-collector.js';
 
@@ -107,10 +107,27 @@ async function collectChannels(streams: StreamCollector, expected: number, timeo
   return got;
 }
 
-/** Applies resize events until the channel ends; a bad event is logged and skipped, an over-long one stops resizing. */
+/**
+ * Applies resize events until the channel ends. Only the latest size waits
+ * while one is being applied, so a client that floods the channel costs one
+ * pending size, not a queue; a bad event is skipped (logged once), an
+ * over-long one stops resizing.
+ */
 function followResizes(channel: Readable, session: CommandSession): void {
   const decoder = new ResizeDecoder();
-  let chain = Promise.resolve();
+  let latest: TerminalSize | undefined;
+  let applying = false;
+  let warned = false;
+  const apply = async () => {
+    if (applying) return;
+    applying = true;
+    while (latest) {
+      const size = latest;
+      latest = undefined;
+      await session.resize(size.cols, size.rows).catch((err: unknown) => log.warn('terminal resize failed', { err: errorMessage(err) }));
+    }
+    applying = false;
+  };
   channel.setEncoding('utf8');
   channel.on('data', (text: string) => {
     let events: string[];
@@ -123,12 +140,13 @@ function followResizes(channel: Readable, session: CommandSession): void {
     }
     for (const e of events) {
       const size = parseResizeEvent(e);
-      if (typeof size === 'string') {
-        log.warn('skipped a resize event', { reason: size });
-        continue;
+      if (typeof size !== 'string') latest = size;
+      else if (!warned) {
+        warned = true;
+        log.warn('skipped a resize event (further ones are skipped quietly)', { reason: size });
       }
-      chain = chain.then(() => session.resize(size.cols, size.rows)).catch((err: unknown) => log.warn('terminal resize failed', { err: errorMessage(err) }));
     }
+    void apply();
   });
   channel.on('error', () => {});
 }

@@ -62,7 +62,10 @@ export class ResizeDecoder {
         this.depth++;
       } else if (c === '}' && this.depth > 0) {
         this.depth--;
-        if (this.depth === 0) out.push(this.pending.slice(start, this.at + 1));
+        if (this.depth === 0) {
+          if (this.at + 1 - start > MAX_RESIZE_EVENT_BYTES) throw new ResizeEventError(`a resize event longer than ${MAX_RESIZE_EVENT_BYTES} bytes`);
+          out.push(this.pending.slice(start, this.at + 1));
+        }
       } else if (this.depth === 0) start = this.at + 1; // whitespace or stray text between objects
     }
     // Keep only the unfinished object.

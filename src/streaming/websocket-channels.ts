@@ -54,6 +54,9 @@ export class WebSocketChannel extends Duplex {
     highWaterMark: number,
   ) {
     super({ readableHighWaterMark: highWaterMark, writableHighWaterMark: MAX_DATA_FRAME_BYTES, allowHalfOpen: true });
+    // A write that fails with the socket is reported by the connection's own
+    // close; a channel nobody listens on yet must not throw it at the daemon.
+    this.on('error', (err) => log.debug('WebSocket channel error', { channel: num, err: errorMessage(err) }));
   }
 
   get reads(): boolean {
@@ -90,6 +93,7 @@ export class WebSocketChannels extends EventEmitter {
   private readonly blocked = new Set<WebSocketChannel>();
   private closed = false;
   private closing = false;
+  private graceTimer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly ws: WebSocket,
@@ -180,13 +184,14 @@ export class WebSocketChannels extends EventEmitter {
     if (this.closed || this.closing) return;
     this.closing = true;
     this.ws.close(1000);
-    setTimeout(() => this.destroy(), CLOSE_GRACE_MS).unref();
+    this.graceTimer = setTimeout(() => this.destroy(), CLOSE_GRACE_MS).unref();
   }
 
   /** Closes at once: every channel ends, the socket goes. */
   destroy(err?: Error): void {
     if (this.closed) return;
     this.closed = true;
+    clearTimeout(this.graceTimer);
     for (const c of this.channels) c.destroy();
     this.blocked.clear();
     if (err) log.debug('WebSocket session ended by an error', { err: errorMessage(err) });

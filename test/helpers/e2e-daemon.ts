@@ -21,12 +21,19 @@ export async function daemonLeavingNothing(t: { after(fn: () => unknown): void }
   const nsBefore = new Set(await fraktiNetns());
   const d = await startDaemon({ dir: ddir, args });
   t.after(async () => {
+    // Each step runs whatever the one before did (a hung or failed removal
+    // must not leave QEMU running); what leaked is removed, then reported.
     const rt = d.client.runtime;
-    for (const p of (await rt.ListPodSandbox!({}).catch(() => ({ items: [] }))).items) await rt.RemovePodSandbox!({ pod_sandbox_id: p.id }).catch(() => {});
-    await d.cleanup();
+    try {
+      const pods = (await rt.ListPodSandbox!({}, { timeoutMs: 10_000 }).catch(() => ({ items: [] }))).items;
+      for (const p of pods) await rt.RemovePodSandbox!({ pod_sandbox_id: p.id }, { timeoutMs: 60_000 }).catch(() => {});
+    } finally {
+      await d.cleanup().catch(() => {});
+    }
     const left = (await killLeftovers(ddir)).filter((l) => /qemu-system|virtiofsd/.test(l));
     for (const m of (await mountsUnder(ddir)).reverse()) await execa('umount', ['-l', m], { reject: false });
     const ns = (await fraktiNetns()).filter((n) => !nsBefore.has(n));
+    for (const n of ns) await execa('ip', ['netns', 'delete', n], { reject: false });
     await rm(ddir, { recursive: true, force: true });
     assert.deepEqual(left, [], 'QEMU or virtiofsd left running');
     assert.deepEqual(ns, [], 'network namespaces left');

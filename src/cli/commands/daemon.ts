@@ -30,7 +30,7 @@ import { PodError, PodManager } from '../../pod/index.js';
 import { StreamingServer } from '../../streaming/index.js';
 import { choosePodNetwork } from '../../pod/pod-network-source.js';
 import { registerPodGauges } from '../../pod/pod-metrics.js';
-import { metrics } from '../../lib/metrics.js';
+import { collectProcessMetrics, metrics } from '../../lib/metrics.js';
 import { serveMetrics, type MetricsServer } from '../metrics-server.js';
 
 /** Memory the guest kernel and agent need above the containers' limits. */
@@ -277,6 +277,7 @@ export async function run(argv: string[]): Promise<number> {
     const manager = pods;
     streaming = await StreamingServer.listen({ address: cfg.streamAddress, idleTimeoutMs: cfg.streamIdleTimeoutMs, backend: () => manager });
     if (cfg.metricsAddress) {
+      collectProcessMetrics();
       registerPodGauges(metrics, () => manager);
       metricsServer = await serveMetrics(metrics, parseMetricsAddress(cfg.metricsAddress));
     }

@@ -30,7 +30,7 @@ after(async () => {
 
 const daemon = (t: { after(fn: () => unknown): void }, name: string) => daemonLeavingNothing(t, dir, name);
 
-test('exec (with and without a terminal, stdin, resize, exit code), attach and port-forward over WebSocket with client-node', async (t) => {
+test('exec (with and without a terminal, stdin, resize, exit code), attach and port-forward over WebSocket with client-node', { timeout: 300_000 }, async (t) => {
   const d = await daemon(t, 'ws');
   const rt = d.client.runtime;
   await d.client.image.PullImage!({ image: { image } });
@@ -110,7 +110,7 @@ test('exec (with and without a terminal, stdin, resize, exit code), attach and p
   await rt.RemovePodSandbox!({ pod_sandbox_id: pod });
 });
 
-test('a pod removed under open WebSocket exec, attach and port-forward sessions ends them; the daemon goes on', async (t) => {
+test('a pod removed under open WebSocket exec, attach and port-forward sessions ends them; the daemon goes on', { timeout: 300_000 }, async (t) => {
   const d = await daemon(t, 'ws-gone');
   const rt = d.client.runtime;
   await d.client.image.PullImage!({ image: { image } });

@@ -50,6 +50,7 @@ test('the unit runs the installed executable with the config and spares pod VMs 
   const unit = unitText({ executable: '/usr/local/bin/frakti', configFile: '/etc/frakti/config.toml' });
   assert.match(unit, /^ExecStart=\/usr\/local\/bin\/frakti daemon --config \/etc\/frakti\/config\.toml$/m);
   assert.match(unit, /^KillMode=process$/m);
+  assert.doesNotMatch(unit, /^OOMScoreAdjust/m, 'pod VMs would inherit a protection from the OOM killer');
   assert.match(unit, /^Restart=always$/m);
   assert.match(unit, /^WantedBy=multi-user\.target$/m);
 });

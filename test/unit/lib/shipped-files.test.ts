@@ -112,7 +112,7 @@ test('temporary files of a crashed extraction are removed; a live one is left al
   assert.equal(existsSync(live), true);
 });
 
-test('several processes extracting at once never show a partial file', async (t) => {
+test('several processes extracting at once never show a partial file', { timeout: 120_000 }, async (t) => {
   const root = tempDir(t);
   const dir = join(root, 'assets', 'h');
   const data = randomBytes(16 * 1024 * 1024);

@@ -25,6 +25,21 @@ test('resize events: split anywhere, either case of names, bad ones skipped, ove
   assert.match(String(parseResizeEvent('{"width":"}{","height":1}')), /integers/);
   assert.match(String(parseResizeEvent('{"width":70000,"height":1}')), /integers/);
   assert.throws(() => d.push('{"width":' + ' '.repeat(5000)), /longer than 4096/);
+  // Complete in one piece, and still too long.
+  assert.throws(() => new ResizeDecoder().push('{"width":1,"height":1,"x":"' + 'a'.repeat(5000) + '"}'), /longer than 4096/);
+});
+
+test('a flood of resize events costs one pending size: the last one is applied, and the session goes on', async () => {
+  ctl.exitCode = 0;
+  seen.resizes = [];
+  const { ws, got } = await wsConnect(execReq({ tty: true, stderr: false }), ['v5.channel.k8s.io']);
+  const flood = Array.from({ length: 2000 }, (_, i) => JSON.stringify({ Width: i + 1, Height: 7 })).join('') + '{"Width":"x"}';
+  ws.send(Buffer.concat([Buffer.from([4]), Buffer.from(flood)]));
+  ws.send(Buffer.concat([Buffer.from([0]), Buffer.from('still here')]));
+  for (let i = 0; i < 200 && !onChannel(got, 1).includes('STILL HERE'); i++) await new Promise((r) => setTimeout(r, 10));
+  assert.ok(onChannel(got, 1).includes('STILL HERE'), 'stdin still flows after the flood');
+  assert.deepEqual(seen.resizes, [[2000, 7]]);
+  ws.close();
 });
 
 test('exec through client-node (v5): stdin in and its end by the close signal, stdout and stderr out, the exit code in the status', async () => {
@@ -76,8 +91,9 @@ test('base64 protocols: text messages with the channel as a digit; before v4 a f
   assert.equal(b64.protocol, 'v4.base64.channel.k8s.io');
   b64.ws.send('0' + Buffer.from('abc').toString('base64'));
   b64.ws.send('0not base64!'); // dropped
-  for (let i = 0; i < 100 && onChannel(b64.got, 1) !== 'ABC'; i++) await new Promise((r) => setTimeout(r, 10));
-  assert.equal(onChannel(b64.got, 1), 'ABC');
+  b64.ws.send('0' + Buffer.from('def').toString('base64')); // the garbage in between reached nobody
+  for (let i = 0; i < 100 && onChannel(b64.got, 1).length < 6; i++) await new Promise((r) => setTimeout(r, 10));
+  assert.equal(onChannel(b64.got, 1), 'ABCDEF');
   assert.equal(b64.raw[0]!.toString(), '1', 'an empty message on stdout: the digit alone');
   assert.match(b64.raw[1]!.toString(), /^1[A-Za-z0-9+/=]+$/);
   b64.ws.close(); // v4 has no close signal: the client ends the session by closing
