@@ -114,6 +114,7 @@ struct session
   bool input_blocked;    /* output above the high-water mark: not reading */
   uint8_t *in;
   size_t in_len;
+  size_t stalled_len; /* port only: in_len when a half frame holding HOST_MAGIC stalled; 0 if none */
   uint8_t *out;
   size_t out_len, out_off, out_cap;
 };
@@ -150,10 +151,13 @@ void power_off (struct agent *agent) __attribute__ ((noreturn));
 int channel_open (struct agent *agent, const char *listen_unix, struct agent_error *err);
 void port_host_gone (struct session *s);
 bool port_host_connected (struct session *s);
+void port_check_stall_later (struct session *s);
 
 /* session.c */
 void session_init (struct session *s, struct agent *agent, enum session_kind kind);
 void session_attach (struct session *s, int fd);
+void session_resume (struct session *s);
+void session_check_stall (struct session *s);
 void session_detach (struct session *s);
 void session_reset (struct session *s);
 void session_on_events (struct loop *loop, struct handler *h, uint32_t events);

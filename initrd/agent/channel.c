@@ -35,6 +35,9 @@
 #define PORT_POLL_FAST_INTERVAL_MS 10
 #define PORT_POLL_FAST_TICKS 100
 #define PORT_POLL_SLOW_INTERVAL_MS 40
+/* A new host waits for the answer to its HELLO: its bytes stop coming this
+ * long after it sent them, well above a frame's delivery under load. */
+#define PORT_STALL_CHECK_MS 1000
 #define LISTEN_BACKLOG 4
 
 static unsigned port_poll_ticks;
@@ -192,7 +195,10 @@ on_port_timer (struct loop *loop UNUSED, struct handler *h, uint32_t events UNUS
   if (read (h->fd, &ticks, sizeof (ticks)) < 0 && errno != EAGAIN)
     agent_log ("read timerfd: %s", strerror (errno));
   if (! s->waiting_for_host)
-    return;
+    {
+      session_check_stall (s);
+      return;
+    }
   if (poll (&p, 1, 0) < 0 || (p.revents & POLLHUP))
     {
       if (++port_poll_ticks == PORT_POLL_FAST_TICKS)
@@ -201,7 +207,15 @@ on_port_timer (struct loop *loop UNUSED, struct handler *h, uint32_t events UNUS
     }
   /* HUP cleared: a host is connected. */
   arm_port_timer (agent, 0, 0);
-  session_attach (s, s->h.fd);
+  session_resume (s);
+}
+
+/* The timer is idle while a host is connected: it looks once more at a
+ * stalled half frame (session_check_stall). */
+void
+port_check_stall_later (struct session *s)
+{
+  arm_port_timer (s->agent, PORT_STALL_CHECK_MS, 0);
 }
 
 /* True when a host is connected to the port now (poll reports no hang-up). */
@@ -212,12 +226,20 @@ port_host_connected (struct session *s)
   return poll (&p, 1, 0) >= 0 && ! (p.revents & POLLHUP);
 }
 
+/* The port reports no host. The guest may learn that the previous host left
+ * only after it answered the HELLO of the next one (data interrupts are
+ * handled at once, the port's open/close notices later, by a work queue), so
+ * the session is kept: a host that is there again goes on where it was; a
+ * new one starts its own session with HOST_MAGIC at a frame boundary, which
+ * resets everything. Only a half-received frame is dropped with the session:
+ * the bytes completing it could be a new host's magic. */
 void
 port_host_gone (struct session *s)
 {
   struct agent *agent = s->agent;
 
-  session_reset (s);
+  if (s->in_len > 0)
+    session_reset (s);
   loop_forget (&agent->loop, &s->h);
   s->waiting_for_host = true;
   port_poll_ticks = 0;

@@ -34,6 +34,8 @@ _Static_assert (FRAME_HEADER_BYTES == 12, "agent.proto and the header layout dis
 _Static_assert (MAGIC_BYTES == sizeof (HOST_MAGIC), "agent.proto and the magic disagree");
 
 static void session_update_watch (struct session *s);
+static void session_after_io (struct session *s);
+static int session_process (struct session *s);
 
 void
 session_init (struct session *s, struct agent *agent, enum session_kind kind)
@@ -57,6 +59,7 @@ session_reset (struct session *s)
   if (was_open)
     streams_session_changed (s->agent);
   s->in_len = 0;
+  s->stalled_len = 0;
   s->out_len = 0;
   s->out_off = 0;
   s->input_blocked = false;
@@ -70,6 +73,48 @@ session_attach (struct session *s, int fd)
   s->active = true;
   s->waiting_for_host = false;
   session_update_watch (s);
+}
+
+/* A host that left in the middle of a frame, and a new one that connected
+ * before the guest saw the hang-up: the new host's HOST_MAGIC and HELLO sit
+ * inside the half frame, and the new host says nothing more until answered.
+ * A half frame that holds the magic and got no more bytes for a while is the
+ * old host's remains: the session starts over at the magic. */
+void
+session_check_stall (struct session *s)
+{
+  const uint8_t *m;
+  size_t skip;
+
+  if (s->stalled_len == 0 || s->stalled_len != s->in_len || s->state == SESSION_UNSYNCED)
+    {
+      s->stalled_len = 0;
+      return;
+    }
+  s->stalled_len = 0;
+  m = memmem (s->in + FRAME_HEADER_BYTES, s->in_len - FRAME_HEADER_BYTES, HOST_MAGIC, MAGIC_BYTES);
+  if (m == NULL)
+    return;
+  agent_log ("a host left in the middle of a frame: starting over at the next host's magic");
+  skip = (size_t) (m - s->in);
+  memmove (s->in, m, s->in_len - skip);
+  s->in_len -= skip;
+  if (s->state == SESSION_OPEN)
+    streams_session_changed (s->agent);
+  s->state = SESSION_UNSYNCED;
+  s->out_len = 0;
+  s->out_off = 0;
+  if (session_process (s) < 0)
+    return;
+  session_after_io (s);
+}
+
+/* A host is on the port again: the kept session goes on (see port_host_gone). */
+void
+session_resume (struct session *s)
+{
+  s->waiting_for_host = false;
+  session_after_io (s);
 }
 
 /* Closes a socket session (a port session is never closed: see port_host_gone). */
@@ -391,7 +436,16 @@ session_process (struct session *s)
           continue;
         }
       if (avail < FRAME_HEADER_BYTES + len)
-        break;
+        {
+          if (s->kind == SESSION_PORT && s->stalled_len == 0
+              && memmem (p + FRAME_HEADER_BYTES, avail - FRAME_HEADER_BYTES, HOST_MAGIC, MAGIC_BYTES) != NULL)
+            {
+              s->stalled_len = avail;
+              port_check_stall_later (s);
+            }
+          break;
+        }
+      s->stalled_len = 0;
       if (s->out_len >= OUT_HIGH_WATER_BYTES)
         {
           s->input_blocked = true;
@@ -499,7 +553,8 @@ session_on_events (struct loop *loop UNUSED, struct handler *h, uint32_t events)
                * its own with HOST_MAGIC anyway. */
               if (n == 0 && s->kind == SESSION_PORT && port_host_connected (s))
                 break;
-              /* read() == 0: the host disconnected; the next one starts afresh. */
+              /* read() == 0: the host disconnected (a socket is closed; the port
+               * waits for a host, keeping the session: see port_host_gone). */
               session_peer_gone (s);
               return;
             }

@@ -6,7 +6,7 @@ import { copyFile, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { AgentClient, waitForAgent, type GuestContainerSpec, type ProcessSpec } from '../../src/agent-protocol/index.js';
+import { AgentClient, connectAgent, waitForAgent, type GuestContainerSpec, type ProcessSpec } from '../../src/agent-protocol/index.js';
 import { guestAssets, Vm } from '../../src/vmm/index.js';
 import { killLeftovers, mountsUnder } from './vmm-leaks.js';
 
@@ -25,7 +25,8 @@ export interface AgentVm {
   share: string;
   /** Builds a busybox rootfs named `name` under the share; returns its guest path. */
   rootfs(name: string): Promise<string>;
-  reconnect(): Promise<AgentClient>;
+  /** A new host connection; `once`: one attempt, no retry after a handshake timeout. */
+  reconnect(opts?: { once?: boolean }): Promise<AgentClient>;
   stop(): Promise<void>;
 }
 
@@ -93,9 +94,11 @@ export async function startAgentVm(opts: AgentVmOptions = {}): Promise<AgentVm> 
       await writeFile(join(root, 'etc/group'), 'root:x:0:\nuser:x:1000:\nextra:x:2000:user\n');
       return `${GUEST_SHARE}/${name}`;
     },
-    async reconnect() {
+    async reconnect(opts = {}) {
       result.agent.close();
-      agent = await waitForAgent(vm!.agentEndpoint(), { timeoutMs: 30_000 });
+      agent = opts.once
+        ? await connectAgent(vm!.agentEndpoint(), { timeoutMs: 10_000 })
+        : await waitForAgent(vm!.agentEndpoint(), { timeoutMs: 30_000 });
       result.agent = agent;
       return agent;
     },
