@@ -11,6 +11,7 @@ packages=(
   attr zstd                        # image unpack: xattrs, opaque dirs, zstd layers
   docker-registry skopeo umoci     # tests: local registry, image building
   golang-go golang-google-grpc-dev   # tests: the grpc-go CRI client (test/go-client), built offline
+  containerd runc                  # mixed runtimes: the OS-container runtime for pods that need the host
   systemd                          # tests: systemd-analyze verify of the unit `frakti install` writes
                                    # (a full Debian 12 has it; the debian:12 container image does not)
 )

@@ -77,7 +77,16 @@ export interface DaemonConfig {
     /** Registry host -> mirror endpoints tried first, in order. Default none. */
     mirrors: Record<string, string[]>;
   };
+  /** The OS-container runtime (containerd's CRI) for pods that need the host. */
+  osRuntime: {
+    /** unix:///PATH or /PATH of its CRI socket; empty: none. Default unix:///run/containerd/containerd.sock. */
+    endpoint: string;
+    /** RuntimeClass handlers sent to it. Default ["runc"]. */
+    handlers: string[];
+  };
 }
+
+export const DEFAULT_OS_RUNTIME_ENDPOINT = 'unix:///run/containerd/containerd.sock';
 
 /** Where things live by default; the CLI owns these (src/cli/defaults.ts). */
 export interface DefaultPaths {
@@ -100,6 +109,7 @@ export function defaultConfig(paths: DefaultPaths): DaemonConfig {
     maxMemoryMb: 0,
     tcgCacheMb: DEFAULT_TCG_CACHE_MIB,
     image: { maxConcurrentDownloads: 3, insecureRegistries: [], mirrors: {} },
+    osRuntime: { endpoint: DEFAULT_OS_RUNTIME_ENDPOINT, handlers: ['runc'] },
   };
 }
 
@@ -150,6 +160,13 @@ const SCHEMA: Spec = {
         default_memory_mb: { kind: 'int', min: 64, max: 1024 * 1024 },
         max_memory_mb: { kind: 'int', min: 0, max: 1024 * 1024 },
         tcg_cache_mb: { kind: 'int', min: MIN_TCG_CACHE_MIB, max: MAX_TCG_CACHE_MIB },
+      },
+    },
+    os_runtime: {
+      kind: 'table',
+      fields: {
+        endpoint: { kind: 'string' },
+        handlers: { kind: 'strings', maxItems: 32 },
       },
     },
     image: {
@@ -250,6 +267,8 @@ function applyFile(base: DaemonConfig, doc: any): DaemonConfig {
   if (i.max_concurrent_downloads !== undefined) c.image.maxConcurrentDownloads = Number(i.max_concurrent_downloads);
   if (i.insecure_registries !== undefined) c.image.insecureRegistries = [...i.insecure_registries];
   for (const [host, m] of Object.entries<any>(i.registry?.mirrors ?? {})) c.image.mirrors[host] = [...(m.endpoint ?? [])];
+  if (doc.os_runtime?.endpoint !== undefined) c.osRuntime.endpoint = doc.os_runtime.endpoint;
+  if (doc.os_runtime?.handlers !== undefined) c.osRuntime.handlers = [...doc.os_runtime.handlers];
   return c;
 }
 
@@ -300,8 +319,25 @@ export function validateConfig(c: DaemonConfig): void {
       throw new ConfigError(errorMessage(err), { key: 'metrics.address' });
     }
   }
+  if (c.osRuntime.endpoint) {
+    try {
+      osRuntimeSocketPath(c.osRuntime.endpoint);
+    } catch (err) {
+      throw new ConfigError(errorMessage(err), { key: 'os_runtime.endpoint' });
+    }
+  }
+  for (const h of c.osRuntime.handlers) {
+    if (!/^[a-z0-9]([-a-z0-9.]{0,61}[a-z0-9])?$/.test(h)) throw new ConfigError(`os_runtime.handlers: '${h}' is not a RuntimeClass handler name (a DNS label)`, { key: 'os_runtime.handlers' });
+  }
   // A unix socket path longer than sun_path (108 bytes) cannot be bound.
   if (Buffer.byteLength(c.listen) > 107) throw new ConfigError(`listen socket path is longer than 107 bytes: ${c.listen}`, { key: 'listen' });
+}
+
+/** The socket path of an OS runtime endpoint: unix:///PATH or /PATH. */
+export function osRuntimeSocketPath(endpoint: string): string {
+  const path = endpoint.startsWith('unix://') ? endpoint.slice('unix://'.length) : endpoint;
+  if (!isAbsolute(path) || Buffer.byteLength(path) > 107) throw new Error(`os runtime endpoint '${endpoint}' is not unix:///ABSOLUTE/PATH (at most 107 bytes)`);
+  return path;
 }
 
 /**

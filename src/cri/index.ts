@@ -4,8 +4,11 @@ export { CriServer, DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_SHUTDOWN_TIMEOUT_MS, SOCK
 export { runtimeHandlers, type RuntimeServiceDeps } from './runtime-service.js';
 export { imageHandlers } from './image-service.js';
 export { imageStoreHolder, imageRootOf, type ImageStoreHolder } from './image-store-holder.js';
-export { CriError, SocketError, toGrpcStatus } from './errors.js';
+export { CriError, SocketError, toGrpcStatus, type CriErrorCode } from './errors.js';
 export { criProtoPath, PROTO_LOADER_OPTIONS, loadCriServices } from './proto.js';
-export { ConfigError, LOG_LEVELS, defaultConfig, loadConfigFile, parseConfigText, parseMetricsAddress, validateConfig, type DaemonConfig } from './daemon-config.js';
+export { ConfigError, DEFAULT_OS_RUNTIME_ENDPOINT, LOG_LEVELS, osRuntimeSocketPath, defaultConfig, loadConfigFile, parseConfigText, parseMetricsAddress, validateConfig, type DaemonConfig } from './daemon-config.js';
 export type { PodDeps } from './pod-manager-holder.js';
+export type { HandlerTable, AnyUnary, AnyStream } from './service-table.js';
+export type { CallContext } from './rpc-wrapper.js';
+export { streamedList } from './list-streaming.js';
 export type { VmSizing } from './pod-mapping.js';

@@ -46,7 +46,7 @@ function checkNamespaces(ns: NamespaceOption | null | undefined, where: string):
   if (!ns) return 'pod';
   for (const [kind, mode] of [['network', ns.network], ['pid', ns.pid], ['ipc', ns.ipc]] as const) {
     if (mode === 'NODE') {
-      throw new CriError('INVALID_ARGUMENT', `${where}: a VM pod cannot share the host's ${kind} namespace (host${kind === 'network' ? 'Network' : kind === 'pid' ? 'PID' : 'IPC'}); run it with a runtime handler for host pods`);
+      throw new CriError('INVALID_ARGUMENT', `${where}: a VM pod cannot share the host's ${kind} namespace (host${kind === 'network' ? 'Network' : kind === 'pid' ? 'PID' : 'IPC'}); frakti sends such pods to the OS-container runtime`);
     }
   }
   if (ns.pid === 'TARGET') throw new CriError('INVALID_ARGUMENT', `${where}: PID namespace TARGET is not supported by VM pods`);
@@ -118,7 +118,7 @@ export function toPodSpec(config: PodSandboxConfig | null, runtimeHandler: strin
   });
   const pidMode = checkNamespaces(config.linux?.security_context?.namespace_options, 'RunPodSandbox');
   checkSeccomp(config.linux?.security_context, 'RunPodSandbox');
-  if (config.linux?.security_context?.privileged) throw invalidArgument('RunPodSandbox: privileged pods cannot run in a VM; use a runtime handler for host pods');
+  if (config.linux?.security_context?.privileged) throw invalidArgument('RunPodSandbox: privileged pods cannot run in a VM; frakti sends them to the OS-container runtime');
   return {
     metadata: { name: m.name, uid: m.uid, namespace: m.namespace, attempt: m.attempt },
     hostname: podHostname(config, m.name),

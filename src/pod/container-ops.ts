@@ -105,7 +105,7 @@ export async function createContainer(ctx: PodContext, podId: string, spec: Cont
   const pod = ctx.pods.must(podId);
   const live = ctx.livePods.get(podId);
   if (pod.status.state !== 'READY' || !live) throw new PodError('FAILED_PRECONDITION', `pod ${podId} is not ready (${pod.status.reason ?? pod.status.state})`);
-  if (spec.privileged) throw new PodError('INVALID_ARGUMENT', 'privileged containers cannot run in a VM pod');
+  if (spec.privileged) throw new PodError('INVALID_ARGUMENT', 'privileged containers cannot run in a VM pod: make the pod privileged, or annotate it runtime.frakti.alpha.kubernetes.io/OSContainer=true, to run it as OS containers');
   const id = newId();
   const name = containerName(ctx, podId, spec);
   ctx.containerNames.reserve(name, id);

@@ -157,7 +157,9 @@ export async function startDaemon(opts: StartDaemonOptions = {}): Promise<Runnin
   let err = '';
   // The host's /etc/cni/net.d is not the tests' business: the daemon gets a
   // conf dir of its own, unless a test passes one.
-  const child = execa(FRAKTI_BIN, ['daemon', '--listen', socket, '--root', root, '--state', state, '--log-level', 'debug', '--cni-conf-dir', join(dir, 'cni'), ...(opts.args ?? [])], {
+  // Nor is a containerd the node may run: no OS runtime unless a test names one.
+  const osRuntime = opts.args?.includes('--os-runtime-endpoint') ? [] : ['--os-runtime-endpoint', ''];
+  const child = execa(FRAKTI_BIN, ['daemon', '--listen', socket, '--root', root, '--state', state, '--log-level', 'debug', '--cni-conf-dir', join(dir, 'cni'), ...osRuntime, ...(opts.args ?? [])], {
     reject: false,
     env: opts.env,
     stdin: 'ignore',

@@ -9,13 +9,17 @@ import { errorMessage } from '../../lib/errors.js';
 import { setAssetRoot } from '../../lib/shipped-files.js';
 import { UsageError } from '../cli-error.js';
 import { DEFAULT_ROOT_DIR } from '../defaults.js';
+import { DEFAULT_OS_RUNTIME_ENDPOINT } from '../../cri/index.js';
+import { OsRuntime } from '../../mixed/index.js';
 
 export const summary = 'report whether this host can run pod VMs, and what to install';
 
-const HELP = `usage: frakti check [--accel auto|kvm|tcg] [--root DIR] [--json]
+const HELP = `usage: frakti check [--accel auto|kvm|tcg] [--root DIR] [--os-runtime-endpoint EP] [--json]
 
 Checks the accelerator (KVM is probed by booting a guest), QEMU, virtiofsd,
-vhost-vsock, the bundled guest kernel and initrd, cgroups and CNI plugins.
+vhost-vsock, the bundled guest kernel and initrd, cgroups, CNI plugins, and
+the OS-container runtime for pods that need the host (containerd's CRI at EP,
+default ${DEFAULT_OS_RUNTIME_ENDPOINT}; '' for none).
 The single executable writes its guest files under DIR/assets first (--root,
 default ${DEFAULT_ROOT_DIR}, as for the daemon).
 Exit code 0 when pods can run here, 1 when something required is missing.`;
@@ -44,7 +48,29 @@ async function versionLine(cmd: string, args: string[]): Promise<string | undefi
   return res.exitCode === 0 ? res.stdout.split('\n')[0]?.trim() : undefined;
 }
 
-export async function runChecks(accelChoice: 'auto' | 'kvm' | 'tcg'): Promise<CheckItem[]> {
+/** The OS-container runtime: optional (VM pods run without it), so never fail. */
+export async function osRuntimeCheck(endpoint: string): Promise<CheckItem> {
+  const name = 'os runtime';
+  if (!endpoint) return { name, level: 'ok', detail: 'none configured: pods that need the host (hostNetwork, privileged) are refused' };
+  let os: OsRuntime;
+  try {
+    os = new OsRuntime(endpoint);
+  } catch (err) {
+    return { name, level: 'warn', detail: errorMessage(err), fix: 'give --os-runtime-endpoint as unix:///PATH' };
+  }
+  const fix = 'apt-get install containerd runc, with restrict_oom_score_adj = true in its CRI config where frakti lacks CAP_SYS_RESOURCE';
+  if (!os.present()) return { name, level: 'warn', detail: `no socket at ${os.socketPath}: pods that need the host (hostNetwork, privileged) cannot run`, fix };
+  try {
+    const v = await os.call('runtime', 'Version', { version: 'v1' }, undefined, 5000);
+    return { name, level: 'ok', detail: `${v.runtime_name} ${v.runtime_version} (CRI ${v.runtime_api_version}) at ${endpoint}: pods that need the host run there` };
+  } catch (err) {
+    return { name, level: 'warn', detail: errorMessage(err), fix };
+  } finally {
+    os.close();
+  }
+}
+
+export async function runChecks(accelChoice: 'auto' | 'kvm' | 'tcg', osRuntimeEndpoint = DEFAULT_OS_RUNTIME_ENDPOINT): Promise<CheckItem[]> {
   const items: CheckItem[] = [];
   let assets;
   try {
@@ -94,6 +120,7 @@ export async function runChecks(accelChoice: 'auto' | 'kvm' | 'tcg'): Promise<Ch
     (dir ? found : missing).push(dir ? `${p} (${dir})` : p);
   }
   items.push(missing.length === 0 ? { name: 'cni plugins', level: 'ok', detail: found.join(', ') } : { name: 'cni plugins', level: 'warn', detail: `missing: ${missing.join(', ')}`, fix: 'apt-get install containernetworking-plugins' });
+  items.push(await osRuntimeCheck(osRuntimeEndpoint));
   return items;
 }
 
@@ -112,7 +139,7 @@ async function cgroupCheck(): Promise<CheckItem> {
 export async function run(argv: string[]): Promise<number> {
   let values;
   try {
-    ({ values } = parseArgs({ args: argv, options: { accel: { type: 'string', default: 'auto' }, root: { type: 'string', default: DEFAULT_ROOT_DIR }, json: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false } } }));
+    ({ values } = parseArgs({ args: argv, options: { accel: { type: 'string', default: 'auto' }, root: { type: 'string', default: DEFAULT_ROOT_DIR }, 'os-runtime-endpoint': { type: 'string', default: DEFAULT_OS_RUNTIME_ENDPOINT }, json: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false } } }));
   } catch (err) {
     throw new UsageError(errorMessage(err));
   }
@@ -128,7 +155,7 @@ export async function run(argv: string[]): Promise<number> {
   }
   if (!values.root!.startsWith('/')) throw new UsageError(`--root must be an absolute path, got '${values.root!}'`);
   setAssetRoot(values.root!);
-  const items = await runChecks(accel);
+  const items = await runChecks(accel, values['os-runtime-endpoint']);
   const ready = !items.some((i) => i.level === 'fail');
   if (values.json) {
     process.stdout.write(JSON.stringify({ ready, items }, null, 2) + '\n');

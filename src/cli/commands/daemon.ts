@@ -11,6 +11,7 @@ import { setAssetRoot } from '../../lib/shipped-files.js';
 import {
   CriServer,
   ConfigError,
+  DEFAULT_OS_RUNTIME_ENDPOINT,
   LOG_LEVELS,
   defaultConfig,
   loadConfigFile,
@@ -32,6 +33,7 @@ import { choosePodNetwork } from '../../pod/pod-network-source.js';
 import { registerPodGauges } from '../../pod/pod-metrics.js';
 import { collectProcessMetrics, metrics } from '../../lib/metrics.js';
 import { serveMetrics, type MetricsServer } from '../metrics-server.js';
+import { OsRuntime, mixedImageHandlers, mixedRuntimeHandlers, type MixedDeps } from '../../mixed/index.js';
 
 /** Memory the guest kernel and agent need above the containers' limits. */
 const GUEST_OVERHEAD_MIB = 64;
@@ -83,6 +85,10 @@ options:
   --stream-idle-timeout-ms N close a streaming connection idle this long (default 14400000)
   --metrics-address ADDR     serve Prometheus metrics at http://ADDR/metrics; HOST:PORT,
                              or PORT alone for loopback (default: not served)
+  --os-runtime-endpoint EP   containerd's CRI socket for pods that need the host (privileged,
+                             host network/PID/IPC, annotated, or a handler of
+                             [os_runtime] handlers); '' for none
+                             (default ${DEFAULT_OS_RUNTIME_ENDPOINT})
   --accel auto|kvm|tcg       accelerator; auto probes KVM by booting a guest (default auto)
   --cni-conf-dir DIR         CNI network configs (default /etc/cni/net.d; none there:
                              frakti's own bridge network)
@@ -99,6 +105,15 @@ export interface PodFlags {
 }
 
 const log = logger('daemon');
+
+/** A lookup of frakti's records that finds the id (unknown or ambiguous ids throw). */
+function holds(lookup: () => string | undefined): boolean {
+  try {
+    return lookup() !== undefined;
+  } catch {
+    return false;
+  }
+}
 
 function intFlag(name: string, v: string | undefined, min: number, max: number): number | undefined {
   if (v === undefined) return undefined;
@@ -130,6 +145,7 @@ export async function resolveConfig(argv: string[]): Promise<{ cfg: DaemonConfig
         'stream-address': { type: 'string' },
         'stream-idle-timeout-ms': { type: 'string' },
         'metrics-address': { type: 'string' },
+        'os-runtime-endpoint': { type: 'string' },
         accel: { type: 'string', default: 'auto' },
         'cni-conf-dir': { type: 'string', default: '/etc/cni/net.d' },
         'cni-bin-dir': { type: 'string', default: '/opt/cni/bin:/usr/lib/cni' },
@@ -160,6 +176,7 @@ export async function resolveConfig(argv: string[]): Promise<{ cfg: DaemonConfig
   cfg.streamIdleTimeoutMs = intFlag('stream-idle-timeout-ms', values['stream-idle-timeout-ms'], 1000, 7 * 24 * 3600 * 1000) ?? cfg.streamIdleTimeoutMs;
   if (values['insecure-registry']) cfg.image.insecureRegistries.push(...values['insecure-registry']);
   if (values['metrics-address'] !== undefined) cfg.metricsAddress = values['metrics-address'];
+  if (values['os-runtime-endpoint'] !== undefined) cfg.osRuntime.endpoint = values['os-runtime-endpoint'];
   try {
     validateConfig(cfg);
   } catch (err) {
@@ -225,11 +242,18 @@ export async function run(argv: string[]): Promise<number> {
   let streaming: StreamingServer | undefined;
   let metricsServer: MetricsServer | undefined;
   const networkSource = { confDir: podFlags.cniConfDir, binDirs: podFlags.cniBinDirs, rootDir: cfg.root, fallbackToDefault: podFlags.defaultNetwork };
+  const mixed: MixedDeps = {
+    os: cfg.osRuntime.endpoint ? new OsRuntime(cfg.osRuntime.endpoint) : undefined,
+    osHandlers: cfg.osRuntime.handlers,
+    ownsPod: (id) => holds(() => pods?.resolvePodId(id)),
+    ownsContainer: (id) => holds(() => pods?.resolveContainerId(id)),
+  };
+  const fraktiImages = imageHandlers(images.get);
   const server = await CriServer.listen({
     socketPath: cfg.listen,
     maxMessageBytes: cfg.maxMessageBytes,
     shutdownTimeoutMs: cfg.shutdownTimeoutMs,
-    runtime: runtimeHandlers({
+    runtime: mixedRuntimeHandlers(runtimeHandlers({
       verboseInfo: () => ({ config: JSON.stringify(cfg) }),
       network: async () => {
         const n = await choosePodNetwork(networkSource);
@@ -246,8 +270,8 @@ export async function run(argv: string[]): Promise<number> {
         if (!streaming) throw new Error('the streaming server is not started');
         return streaming;
       },
-    }),
-    image: imageHandlers(images.get),
+    }), mixed, fraktiImages),
+    image: mixedImageHandlers(fraktiImages, mixed),
   });
   try {
     await mkdir(cfg.root, { recursive: true, mode: 0o700 });
@@ -282,11 +306,12 @@ export async function run(argv: string[]): Promise<number> {
       metricsServer = await serveMetrics(metrics, parseMetricsAddress(cfg.metricsAddress));
     }
     server.gate.setReady();
-    log.info('frakti daemon ready', { version: FRAKTI_VERSION, socket: cfg.listen, root: cfg.root, state: cfg.state, streaming: streaming.baseUrl, metrics: metricsServer?.url });
+    log.info('frakti daemon ready', { version: FRAKTI_VERSION, socket: cfg.listen, root: cfg.root, state: cfg.state, streaming: streaming.baseUrl, metrics: metricsServer?.url, osRuntime: cfg.osRuntime.endpoint || 'none' });
     const sig = await signalled;
     log.info('stopping', { signal: sig });
   } finally {
     await server.stop();
+    mixed.os?.close();
     await metricsServer?.stop();
     await streaming?.stop();
     // Pod VMs keep running: a restarted daemon re-attaches to them.

@@ -27,3 +27,13 @@ test('check with a missing guest kernel fails and says what to do', async () => 
   assert.match(r.stdout, /fail\s+guest kernel\s+\/nonexistent\/vmlinux not found/);
   assert.match(r.stdout, /frakti cannot run pods on this host/);
 });
+
+test('check names the OS-container runtime: none, or a socket that is not there (a warning: VM pods still run)', async () => {
+  const none = await frakti(['check', '--accel', 'tcg', '--os-runtime-endpoint', '']);
+  assert.match(none.stdout, /ok\s+os runtime\s+none configured: pods that need the host \(hostNetwork, privileged\) are refused/);
+  const missing = await frakti(['check', '--accel', 'tcg', '--json', '--os-runtime-endpoint', 'unix:///nonexistent/containerd.sock']);
+  const item = (JSON.parse(missing.stdout) as { items: { name: string; level: string; detail: string; fix?: string }[] }).items.find((i) => i.name === 'os runtime');
+  assert.equal(item?.level, 'warn');
+  assert.match(item!.detail, /no socket at \/nonexistent\/containerd\.sock/);
+  assert.match(item!.fix ?? '', /apt-get install containerd runc/);
+});

@@ -557,7 +557,7 @@ test('bad requests get clear gRPC errors and change nothing', async (t) => {
   const rt = d.client.runtime;
   const cases: [Promise<unknown>, number, RegExp][] = [
     [rt.RunPodSandbox!({ config: {} }), status.INVALID_ARGUMENT, /metadata is required/],
-    [rt.RunPodSandbox!({ config: podConfig('h', '/tmp', { linux: { security_context: { namespace_options: { network: 'NODE' } } } }) }), status.INVALID_ARGUMENT, /host's network namespace/],
+    [rt.RunPodSandbox!({ config: podConfig('h', '/tmp', { linux: { security_context: { namespace_options: { network: 'NODE' } } } }) }), status.FAILED_PRECONDITION, /needs the OS-container runtime \(the host's network namespace\).*--os-runtime-endpoint/],
     [rt.PodSandboxStatus!({ pod_sandbox_id: 'f'.repeat(64) }), status.NOT_FOUND, /not found/],
     [rt.StartContainer!({ container_id: 'abc' }), status.NOT_FOUND, /not found/],
     [rt.CreateContainer!({ pod_sandbox_id: 'f'.repeat(64), config: containerConfig('x', ['true']) }), status.NOT_FOUND, /not found/],

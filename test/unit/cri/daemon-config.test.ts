@@ -96,3 +96,19 @@ test('metrics.address: HOST:PORT, [V6]:PORT, or a bare port meaning loopback; an
   assert.deepEqual(parseMetricsAddress('[::1]:9101'), { host: '::1', port: 9101 });
   for (const bad of ['', 'host', '1:2:3', '127.0.0.1:70000', 'http://x:1']) assert.throws(() => parseMetricsAddress(bad), /not HOST:PORT/, bad);
 });
+
+test('os_runtime: containerd at its usual socket by default; endpoint and handlers settable; bad values refused', () => {
+  assert.deepEqual(base().osRuntime, { endpoint: 'unix:///run/containerd/containerd.sock', handlers: ['runc'] });
+  const c = parseConfigText('[os_runtime]\nendpoint = "/run/k3s/containerd/containerd.sock"\nhandlers = ["runc", "host"]\n', 'cfg.toml', base());
+  assert.deepEqual(c.osRuntime, { endpoint: '/run/k3s/containerd/containerd.sock', handlers: ['runc', 'host'] });
+  validateConfig(c);
+  const off = parseConfigText('[os_runtime]\nendpoint = ""\n', 'cfg.toml', base());
+  validateConfig(off);
+  assert.throws(() => parseConfigText('[os_runtime]\nendpoints = ""\n', 'cfg.toml', base()), /os_runtime.endpoints: unknown key/);
+  const rel = base();
+  rel.osRuntime.endpoint = 'tcp://10.0.0.1:1234';
+  assert.throws(() => validateConfig(rel), (e: unknown) => e instanceof ConfigError && /os runtime endpoint 'tcp:\/\/10.0.0.1:1234' is not unix:\/\/\/ABSOLUTE\/PATH/.test(e.message));
+  const handler = base();
+  handler.osRuntime.handlers = ['Not A Label'];
+  assert.throws(() => validateConfig(handler), /os_runtime.handlers: 'Not A Label' is not a RuntimeClass handler name/);
+});
