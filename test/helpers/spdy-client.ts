@@ -62,6 +62,7 @@ export async function upgradeRequest(url: string, headers: Array<[string, string
   return { status, headers: out, body, socket, rest: buf };
 }
 
+/* eslint-disable @typescript-eslint/no-explicit-any */
 export interface SpdyClient {
   /** Opens a stream with these headers; resolves once the server replied. */
   open(headers: Record<string, string>): Promise<Duplex>;
@@ -88,6 +89,14 @@ export async function spdyConnect(url: string, protocols: string[]): Promise<{ c
             if (err) return reject(err);
             s.once('response', () => resolve(s));
           });
+          // Kubernetes' Go SPDY servers (containerd's streaming server, the
+          // kubelet's) reply without :status, as kubectl expects; spdy-transport
+          // would reset such a stream, so a reply without one is taken as 200.
+          const handle = (s as any)._handleResponse;
+          (s as any)._handleResponse = function (this: unknown, frame: { headers: Record<string, string> }) {
+            if (frame.headers[':status'] === undefined) frame.headers[':status'] = '200';
+            return handle.call(this, frame);
+          };
           s.on('error', (err: Error) => reject(err));
           s.once('close', () => reject(new Error('stream closed before the reply')));
         }),

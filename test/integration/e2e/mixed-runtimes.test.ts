@@ -15,6 +15,7 @@ import { grpcError, startDaemon, waitFor, type RunningDaemon } from '../../helpe
 import { daemonLeavingNothing } from '../../helpers/e2e-daemon.js';
 import { startContainerd, type Containerd } from '../../helpers/containerd.js';
 import { frakti } from '../../helpers/cli-run.js';
+import { readAll, spdyConnect } from '../../helpers/spdy-client.js';
 
 let dir: string;
 let reg: Registry;
@@ -139,9 +140,21 @@ test('a hostNetwork pod runs in containerd next to a VM pod: every call follows 
   assert.equal(item?.level, 'ok');
   assert.match(item!.detail, /^containerd 1\.\d+\.\d+\S* \(CRI v1\) at unix:\/\//);
 
-  // Exec through containerd's streaming URL, as kubelet follows it.
-  const url = (await rt.Exec!({ container_id: host.ctr, cmd: ['true'], stdout: true })).url as string;
-  assert.ok(url.startsWith('http://127.0.0.1:') && !url.includes(new URL((await rt.Exec!({ container_id: vm.ctr, cmd: ['true'], stdout: true })).url).port), 'containerd answers with its own streaming server');
+  // kubectl exec through containerd's own streaming URL, as kubelet follows it.
+  const hostUrl = (await rt.Exec!({ container_id: host.ctr, cmd: ['sh', '-c', 'read l; echo "got $l"'], stdin: true, stdout: true, stderr: true })).url as string;
+  const vmUrl = (await rt.Exec!({ container_id: vm.ctr, cmd: ['true'], stdout: true })).url as string;
+  assert.notEqual(new URL(hostUrl).port, new URL(vmUrl).port, 'containerd answers with its own streaming server');
+  const { client } = await spdyConnect(hostUrl, ['v4.channel.k8s.io']);
+  const [error, stdin, stdout, stderr] = await Promise.all(['error', 'stdin', 'stdout', 'stderr'].map((s) => client.open({ streamType: s })));
+  const outputs = Promise.all([readAll(stdout!), readAll(stderr!), readAll(error!)]);
+  stdin!.end('over spdy\n');
+  const [out] = await outputs;
+  client.close();
+  assert.equal(out, 'got over spdy\n');
+  // The calls kubelet makes on a running container reach containerd too.
+  await rt.UpdateContainerResources!({ container_id: host.ctr, linux: { memory_limit_in_bytes: String(256 * 1024 * 1024), cpu_shares: '512' } });
+  await rt.ReopenContainerLog!({ container_id: host.ctr });
+  assert.ok((await rt.ContainerStats!({ container_id: host.ctr })).stats.attributes.id === host.ctr);
 
   // Stop and remove, each by its owner; then both stores are empty.
   for (const p of [host, vm]) {
