@@ -34,6 +34,10 @@
 #define MAGIC_BYTES ((size_t) FRAKTI__AGENT__V1__LIMITS__MAGIC_BYTES)
 #define AGENT_VSOCK_PORT ((unsigned) FRAKTI__AGENT__V1__LIMITS__VSOCK_PORT)
 #define AGENT_SERIAL_PORT_NAME "org.frakti.agent.0"
+/* A virtio-blk serial holds at most 20 bytes. */
+#define DISK_SERIAL_MAX 20
+/* Where the pod's own tmpfs volumes (memory-backed emptyDirs) live in the guest. */
+#define POD_TMPFS_DIR "/run/frakti/tmpfs"
 #define MAX_DATA_BYTES ((size_t) FRAKTI__AGENT__V1__LIMITS__MAX_DATA_BYTES)
 #define STREAM_WINDOW_BYTES ((uint32_t) FRAKTI__AGENT__V1__LIMITS__STREAM_WINDOW_BYTES)
 #define STREAM_BUFFER_BYTES ((size_t) FRAKTI__AGENT__V1__LIMITS__STREAM_BUFFER_BYTES)

@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #include "child.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
@@ -26,6 +27,10 @@
 #include "util.h"
 
 #define MAX_SYMLINKS 40
+/* A hot-plugged disk appears a moment after QEMU took it (PCIe hotplug, then
+ * the virtio probe): looked for this often, this long. */
+#define DISK_POLL_MS 20
+#define DISK_WAIT_MS 15000
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #define REPORT_FD 3
 #define START_FD 4
@@ -229,6 +234,75 @@ do_mount (const char *id, const char *root, const char *kind, const char *source
     die (errno, "mount %s on `%s` in container %s", kind, dest, id);
 }
 
+/* The hot-plugged disk whose virtio serial is `serial`: its node under the
+ * guest's /dev and its device number, once the guest has found it. */
+static void
+find_disk (const char *id, const char *serial, char *dev, size_t dev_size, dev_t *rdev)
+{
+  for (int waited = 0;; waited += DISK_POLL_MS)
+    {
+      DIR *d = opendir ("/sys/block");
+      struct dirent *de;
+      while (d != NULL && (de = readdir (d)) != NULL)
+        {
+          char path[320], got[DISK_SERIAL_MAX + 2];
+          struct stat st;
+          ssize_t n;
+          int fd;
+          if (strncmp (de->d_name, "vd", 2) != 0)
+            continue;
+          snprintf (path, sizeof (path), "/sys/block/%s/serial", de->d_name);
+          if ((fd = open (path, O_RDONLY | O_CLOEXEC)) < 0)
+            continue;
+          n = read (fd, got, sizeof (got) - 1);
+          close (fd);
+          if (n <= 0)
+            continue;
+          got[n] = '\0';
+          got[strcspn (got, "\n")] = '\0';
+          snprintf (dev, dev_size, "/dev/%s", de->d_name);
+          if (strcmp (got, serial) == 0 && stat (dev, &st) == 0 && S_ISBLK (st.st_mode))
+            {
+              *rdev = st.st_rdev;
+              closedir (d);
+              return;
+            }
+        }
+      if (d != NULL)
+        closedir (d);
+      if (waited >= DISK_WAIT_MS)
+        die (ENODEV, "disk %s of container %s: the guest did not find it within %d ms", serial, id, DISK_WAIT_MS);
+      usleep (DISK_POLL_MS * 1000);
+    }
+}
+
+/* A disk in the container: mounted with its filesystem (block), or as a device node (blockdev). */
+static void
+mount_disk (const char *id, const char *root, const Frakti__Agent__V1__Mount *m)
+{
+  char dev[300], target[4096], data[1024];
+  unsigned long flags = 0;
+  dev_t rdev;
+  bool node = strcmp (m->kind, "blockdev") == 0;
+  int r;
+
+  find_disk (id, m->source, dev, sizeof (dev), &rdev);
+  if ((r = resolve_in_root (root, m->destination, node, target, sizeof (target))) < 0)
+    die (-r, "disk %s on `%s` in container %s: resolve the destination", m->source, m->destination, id);
+  if (node)
+    {
+      /* Read-only is QEMU's (the disk is plugged read-only); the mode says so too. */
+      if ((unlink (target) < 0 && errno != ENOENT) || mknod (target, S_IFBLK | (m->readonly ? 0440 : 0660), rdev) < 0)
+        die (errno, "device node `%s` for disk %s in container %s", m->destination, m->source, id);
+      return;
+    }
+  parse_options (m->options, m->n_options, &flags, data, sizeof (data));
+  if (m->readonly)
+    flags |= MS_RDONLY;
+  if (mount (dev, target, m->fs_type[0] ? m->fs_type : "ext4", flags, data[0] ? data : NULL) < 0)
+    die (errno, "mount disk %s (%s) on `%s` in container %s", m->source, m->fs_type[0] ? m->fs_type : "ext4", m->destination, id);
+}
+
 static bool
 user_mounts (const Frakti__Agent__V1__ContainerSpec *spec, const char *dest)
 {
@@ -300,6 +374,17 @@ setup_rootfs (const char *id, const Frakti__Agent__V1__ContainerSpec *spec)
           if (stat (m->source, &st) < 0)
             die (errno, "bind source `%s` of container %s", m->source, id);
           do_mount (id, root, "bind", m->source, m->destination, m->readonly ? MS_RDONLY : 0, NULL, ! S_ISDIR (st.st_mode));
+          continue;
+        }
+      if (strcmp (m->kind, "block") == 0 || strcmp (m->kind, "blockdev") == 0)
+        {
+          mount_disk (id, root, m);
+          continue;
+        }
+      if (strcmp (m->kind, "tmpfs") == 0 && m->source[0])
+        {
+          /* The pod's tmpfs, mounted by the agent: every container binds the same. */
+          do_mount (id, root, "bind", m->source, m->destination, m->readonly ? MS_RDONLY : 0, NULL, false);
           continue;
         }
       parse_options (m->options, m->n_options, &flags, data, sizeof (data));

@@ -19,6 +19,7 @@
 #include <sys/inotify.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <termios.h>
@@ -26,6 +27,7 @@
 #include <unistd.h>
 
 #include <linux/openat2.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 
@@ -428,20 +430,60 @@ check_spec (const Frakti__Agent__V1__ContainerSpec *spec, struct agent_error *er
   for (size_t i = 0; i < spec->n_mounts; i++)
     {
       const Frakti__Agent__V1__Mount *m = spec->mounts[i];
-      static const char *kinds[] = { "bind", "tmpfs", "proc", "sysfs", "devpts", "mqueue" };
-      bool known = false;
+      static const char *kinds[] = { "bind", "tmpfs", "proc", "sysfs", "devpts", "mqueue", "block", "blockdev" };
+      static const char *fs_types[] = { "", "ext4", "ext3", "ext2" };
+      bool known = false, disk = strcmp (m->kind, "block") == 0 || strcmp (m->kind, "blockdev") == 0;
       for (size_t k = 0; k < ARRAY_SIZE (kinds); k++)
         known |= strcmp (m->kind, kinds[k]) == 0;
       if (! known)
         return agent_error_set (err, EINVAL, "unknown mount kind `%.32s` in container %s", m->kind, spec->id);
       if (! valid_path (m->destination) || (strcmp (m->kind, "bind") == 0 && ! valid_path (m->source)))
         return agent_error_set (err, EINVAL, "invalid mount path in container %s", spec->id);
+      if (strcmp (m->kind, "tmpfs") == 0 && m->source[0]
+          && (! valid_path (m->source) || strncmp (m->source, POD_TMPFS_DIR "/", strlen (POD_TMPFS_DIR "/")) != 0
+              || strchr (m->source + strlen (POD_TMPFS_DIR "/"), '/') != NULL))
+        return agent_error_set (err, EINVAL, "a pod tmpfs of container %s must be a folder of " POD_TMPFS_DIR, spec->id);
+      if (disk && ! valid_id (m->source, DISK_SERIAL_MAX, false))
+        return agent_error_set (err, EINVAL, "invalid disk serial `%.32s` in container %s", m->source, spec->id);
+      known = false;
+      for (size_t k = 0; k < ARRAY_SIZE (fs_types); k++)
+        known |= strcmp (m->fs_type, fs_types[k]) == 0;
+      if (! known)
+        return agent_error_set (err, EINVAL, "filesystem `%.32s` of a disk in container %s is not one the guest has", m->fs_type, spec->id);
     }
   for (size_t i = 0; i < spec->n_capabilities; i++)
     if (capability_number (spec->capabilities[i]) < 0)
       return agent_error_set (err, EINVAL, "unknown capability `%.64s`", spec->capabilities[i]);
   if (strlen (spec->hostname) > 64)
     return agent_error_set (err, EINVAL, "hostname of container %s is too long", spec->id);
+  return 0;
+}
+
+/* A tmpfs with a source is the pod's (a memory-backed emptyDir): made once,
+ * in the agent's own mount namespace, so every container of the pod that
+ * names it binds the same one. Its pages are the guest's, bounded by `size`. */
+static int
+pod_tmpfs_mounts (const Frakti__Agent__V1__ContainerSpec *spec, struct agent_error *err)
+{
+  for (size_t i = 0; i < spec->n_mounts; i++)
+    {
+      const Frakti__Agent__V1__Mount *m = spec->mounts[i];
+      char data[256] = "mode=1777";
+      struct stat st, parent;
+      if (strcmp (m->kind, "tmpfs") != 0 || m->source[0] == '\0')
+        continue;
+      if ((mkdir (POD_TMPFS_DIR, 0700) < 0 && errno != EEXIST) || (mkdir (m->source, 0755) < 0 && errno != EEXIST))
+        return agent_error_set (err, errno, "make the pod tmpfs `%s`", m->source);
+      if (stat (m->source, &st) < 0 || stat (POD_TMPFS_DIR, &parent) < 0)
+        return agent_error_set (err, errno, "stat the pod tmpfs `%s`", m->source);
+      if (st.st_dev != parent.st_dev)
+        continue; /* mounted already, by an earlier container of the pod */
+      for (size_t o = 0; o < m->n_options; o++)
+        if (strncmp (m->options[o], "size=", 5) == 0 && strlen (m->options[o]) < 64)
+          snprintf (data + strlen (data), sizeof (data) - strlen (data), ",%s", m->options[o]);
+      if (mount ("tmpfs", m->source, "tmpfs", MS_NOSUID | MS_NODEV, data) < 0)
+        return agent_error_set (err, errno, "mount the pod tmpfs `%s`", m->source);
+    }
   return 0;
 }
 
@@ -464,6 +506,8 @@ call_create_container (struct agent *agent, const Request *req, uint8_t **out)
     return error_response (EEXIST, "container exists", out);
   if (agent->n_containers >= MAX_CONTAINERS)
     return error_response (EAGAIN, "too many containers", out);
+  if (pod_tmpfs_mounts (spec, &err) < 0)
+    return agent_error_response (&err, out);
   if (cgroup_create (spec->id, &err) < 0 || cgroup_apply (spec->id, spec->resources, &err) < 0)
     {
       struct agent_error ignored = { 0 };

@@ -9,7 +9,7 @@ const EXEC_ID = /^[A-Za-z0-9_-]{1,64}$/;
 const SIGNAL = /^SIG[A-Z0-9+]{2,12}$/;
 const MAX_PATH_BYTES = 4096;
 const MAX_LIST_ITEMS = 4096;
-const MOUNT_KINDS = new Set(['bind', 'tmpfs', 'proc', 'sysfs', 'devpts', 'mqueue']);
+const MOUNT_KINDS = new Set(['bind', 'tmpfs', 'proc', 'sysfs', 'devpts', 'mqueue', 'block', 'blockdev']);
 
 function bad(message: string, fields: Record<string, unknown> = {}): AgentError {
   return new AgentError('AGENT_OPTIONS', message, fields);
@@ -143,8 +143,21 @@ function mountBody(m: GuestMount): Record<string, unknown> {
   if (m.kind === 'bind') {
     return { kind: 'bind', source: absPath(m.source, 'bind source'), destination: absPath(m.destination, 'mount destination'), readonly: Boolean(m.readonly) };
   }
+  if (m.kind === 'block' || m.kind === 'blockdev') {
+    if (typeof m.serial !== 'string' || !/^[A-Za-z0-9_-]{1,20}$/.test(m.serial)) throw bad('a disk serial must be 1-20 of [A-Za-z0-9_-]');
+    return {
+      kind: m.kind,
+      source: m.serial,
+      destination: absPath(m.destination, 'mount destination'),
+      readonly: Boolean(m.readonly),
+      fsType: str(m.fsType ?? '', 'fsType', 16),
+      options: list<string>(m.options ?? [], 'mount options').map((o) => str(o, 'mount option', 256)),
+    };
+  }
+  const pod = 'source' in m && m.kind === 'tmpfs' ? { source: absPath(m.source, 'pod tmpfs'), readonly: Boolean(m.readonly) } : {};
   return {
     kind: m.kind,
+    ...pod,
     destination: absPath(m.destination, 'mount destination'),
     options: list<string>(m.options ?? [], 'mount options').map((o) => str(o, 'mount option', 256)),
   };

@@ -155,7 +155,6 @@ export function toContainerSpec(config: ContainerConfig | null, pod: PodSpec): C
   if (!config?.metadata?.name) throw invalidArgument('CreateContainer: config.metadata.name is required');
   const image = config.image?.image;
   if (!image) throw invalidArgument('CreateContainer: config.image.image is required');
-  if (config.devices.length > 0) throw invalidArgument('CreateContainer: host devices cannot be passed into a VM pod');
   const sc = config.linux?.security_context;
   checkNamespaces(sc?.namespace_options, 'CreateContainer');
   checkSeccomp(sc, 'CreateContainer');
@@ -183,7 +182,15 @@ export function toContainerSpec(config: ContainerConfig | null, pod: PodSpec): C
     },
     mounts: config.mounts.map((mnt) => {
       if (!mnt.host_path || !mnt.container_path) throw invalidArgument('CreateContainer: a mount needs host_path and container_path');
+      if (mnt.propagation === 'PROPAGATION_BIDIRECTIONAL') {
+        throw invalidArgument(`CreateContainer: mount ${mnt.container_path}: bidirectional propagation cannot cross a VM (mounts made in the pod cannot reach the host); use HOST_TO_CONTAINER or PRIVATE, or run the pod as OS containers`);
+      }
       return { containerPath: mnt.container_path, hostPath: mnt.host_path, readonly: mnt.readonly };
+    }),
+    devices: config.devices.map((d) => {
+      if (!d.host_path?.startsWith('/') || !d.container_path?.startsWith('/')) throw invalidArgument('CreateContainer: a device needs absolute host_path and container_path');
+      if (!/^[rwm]*$/.test(d.permissions)) throw invalidArgument(`CreateContainer: device ${d.container_path}: permissions ${JSON.stringify(d.permissions)} are not of r, w, m`);
+      return { containerPath: d.container_path, hostPath: d.host_path, permissions: d.permissions || 'rwm' };
     }),
     logPath,
     tty: config.tty,

@@ -17,6 +17,8 @@ import { resolvConf } from './guest-files.js';
 import { PodError } from './errors.js';
 import { mergeArgs, mergeEnv, resolveUser, type ImageDefaults } from './process-spec.js';
 import { mountRootfs, unmountRootfs } from './rootfs-mount.js';
+import { containerDisks, plugDisks, unplugDisks } from './container-disks.js';
+import { memoryEmptyDir } from './memory-volumes.js';
 import type { ContainerSpec } from './types.js';
 
 const log = logger('pod');
@@ -84,6 +86,12 @@ async function shareHostPaths(ctx: PodContext, podId: string, id: string, spec: 
     // A host path that does not exist is made a directory, as containerd and
     // Docker do (kubelet's hostPath volumes without a type rely on it).
     let st = await stat(m.hostPath).catch(() => undefined);
+    if (st?.isBlockDevice()) continue; // a disk of the VM: container-disks.ts
+    const memory = st?.isDirectory() ? await memoryEmptyDir(m.hostPath) : undefined;
+    if (memory) {
+      out.push({ kind: 'tmpfs', source: memory.guestPath, destination: m.containerPath, readonly: m.readonly, options: [`size=${memory.sizeBytes}`] });
+      continue;
+    }
     if (!st) {
       if (!posix.isAbsolute(m.hostPath)) throw new PodError('INVALID_ARGUMENT', `mount host path ${JSON.stringify(m.hostPath)} is not absolute`);
       await mkdir(m.hostPath, { recursive: true, mode: 0o755 });
@@ -130,6 +138,7 @@ export async function createContainer(ctx: PodContext, podId: string, spec: Cont
       { kind: 'bind', source: `${podFiles}/hosts`, destination: '/etc/hosts', readonly: true },
       ...(resolvConf(pod.meta.spec.dns) !== '' ? [{ kind: 'bind' as const, source: `${podFiles}/resolv.conf`, destination: '/etc/resolv.conf', readonly: true }] : []),
       ...(await shareHostPaths(ctx, podId, id, spec, undo)),
+      ...(await plugDisks(live.vm.qmp, id, await containerDisks(spec), undo)),
     ];
     const guestSpec: GuestContainerSpec = {
       id,
@@ -272,7 +281,11 @@ export async function removeContainer(ctx: PodContext, id: string): Promise<void
   if (!c) return;
   if (c.status.state === 'RUNNING') await stopContainerProcess(ctx, id, 0);
   const live = ctx.livePods.get(c.meta.podId);
-  if (live) await live.agent.removeContainer(id).catch((err) => log.warn('agent remove failed', { container: id, err: errorMessage(err) }));
+  if (live) {
+    await live.agent.removeContainer(id).catch((err) => log.warn('agent remove failed', { container: id, err: errorMessage(err) }));
+    // Its disks go once the guest let go of them (the container's mounts went with it).
+    await unplugDisks(live.vm.qmp, id).catch((err) => log.warn('unplug of a container disk failed', { container: id, err: errorMessage(err) }));
+  }
   const mounts = join(ctx.shareDir(c.meta.podId), id, 'mounts');
   await execa('umount', ['-R', '-l', mounts], { reject: false });
   await unmountRootfs(join(ctx.shareDir(c.meta.podId), id, 'rootfs'));

@@ -17,6 +17,7 @@ import { checkHostname, hostDns, hostsFile, resolvConf } from './guest-files.js'
 import { attachPodNetwork, createPodNetns, tearDownPodNetwork, podNetnsName, type PodNetwork } from './pod-network.js';
 import { netnsPath } from '../network/index.js';
 import { MAX_MEMORY_MIB, MAX_VCPUS, destroyVmDir, hotplugNic } from '../vmm/index.js';
+import { MAX_POD_DISKS } from './container-disks.js';
 import type { PodAgent } from './agent-port.js';
 import { removeContainer, stopContainerProcess } from './container-ops.js';
 import type { PodRecordMeta, PodSpec } from './types.js';
@@ -177,7 +178,8 @@ async function launch(ctx: PodContext, id: string, spec: PodSpec, netnsPath: str
     netns: netnsPath,
     // One port for the pod's NIC (hot-plugged once CNI is done). Each
     // port costs guest boot time, so there are no spares.
-    pcieRootPorts: 1,
+    // One for the NIC, the rest for block volumes.
+    pcieRootPorts: 1 + MAX_POD_DISKS,
   };
   const opts = { beforeQemu: netnsReady };
   if (!ctx.opts.vsock) return ctx.deps.launchVm({ ...base, channel: { kind: 'serial' } }, opts);

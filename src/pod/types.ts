@@ -68,6 +68,14 @@ export interface MountSpec {
   readonly: boolean;
 }
 
+/** A host device for the container (CRI `devices`): a block device is hot-plugged into the pod's VM. */
+export interface DeviceSpec {
+  containerPath: string;
+  hostPath: string;
+  /** cgroup-style: r, w, m. Without w the disk is plugged read-only. */
+  permissions: string;
+}
+
 export interface ContainerResources {
   cpuShares?: number;
   cpuQuota?: number;
@@ -89,6 +97,7 @@ export interface ContainerSpec {
   /** uid, or a user name to resolve inside the image. */
   user: { uid?: number; username?: string; gid?: number; additionalGids: number[] };
   mounts: MountSpec[];
+  devices?: DeviceSpec[];
   logPath: string;
   tty: boolean;
   stdin: boolean;

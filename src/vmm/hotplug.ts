@@ -1,6 +1,7 @@
 // Hotplug over QMP: vCPUs, memory (DIMMs) and block devices (virtio-blk on
 // a free PCIe root port). The guest onlines CPUs and memory itself (its
 // agent's job); frakti only adds and removes devices.
+import { stat } from 'node:fs/promises';
 import { VmError } from './errors.js';
 import type { QmpClient } from './qmp-client.js';
 import { MEMORY_HOTPLUG_SLOTS } from './qemu-args.js';
@@ -111,6 +112,14 @@ export interface BlockDevice {
   /** Host file or block device. */
   path: string;
   readonly?: boolean;
+  /** The virtio serial the guest reads in /sys/block/vdX/serial (at most 20 bytes). */
+  serial?: string;
+}
+
+/** The ids of block devices plugged into the VM whose id starts with `prefix`, from QEMU's own object tree. */
+export async function pluggedBlockIds(qmp: QmpClient, prefix: string): Promise<string[]> {
+  const children = await qmp.execute<{ name: string; type: string }[]>('qom-list', { path: '/machine/peripheral' });
+  return children.filter((c) => c.type === 'child<virtio-blk-pci>' && c.name.startsWith(prefix)).map((c) => c.name);
 }
 
 /**
@@ -144,16 +153,18 @@ async function freeRootPort(qmp: QmpClient): Promise<string> {
 export async function hotplugBlock(qmp: QmpClient, dev: BlockDevice): Promise<string> {
   if (!ID_RE.test(dev.id)) throw new VmError('HOTPLUG', `block device id must match ${ID_RE}`);
   if (!dev.path.startsWith('/')) throw new VmError('HOTPLUG', `block device path must be absolute: ${dev.path}`);
+  if (dev.serial !== undefined && !/^[A-Za-z0-9_-]{1,20}$/.test(dev.serial)) throw new VmError('HOTPLUG', 'block device serial must be 1-20 of [A-Za-z0-9_-]');
   const node = `${dev.id}-node`;
   const port = await freeRootPort(qmp);
   await qmp.execute('blockdev-add', {
     'node-name': node,
     driver: 'raw',
     'read-only': dev.readonly === true,
-    file: { driver: 'file', filename: dev.path, 'read-only': dev.readonly === true },
+    // QEMU's file driver takes regular files only; a device node is host_device.
+    file: { driver: (await stat(dev.path)).isBlockDevice() ? 'host_device' : 'file', filename: dev.path, 'read-only': dev.readonly === true },
   });
   try {
-    await qmp.execute('device_add', { driver: 'virtio-blk-pci', id: dev.id, drive: node, bus: port, 'disable-legacy': 'on' });
+    await qmp.execute('device_add', { driver: 'virtio-blk-pci', id: dev.id, drive: node, bus: port, 'disable-legacy': 'on', ...(dev.serial ? { serial: dev.serial } : {}) });
   } catch (err) {
     await qmp.execute('blockdev-del', { 'node-name': node }).catch(() => {});
     throw err;
