@@ -478,10 +478,15 @@ pod_tmpfs_mounts (const Frakti__Agent__V1__ContainerSpec *spec, struct agent_err
         return agent_error_set (err, errno, "stat the pod tmpfs `%s`", m->source);
       if (st.st_dev != parent.st_dev)
         continue; /* mounted already, by an earlier container of the pod */
+      unsigned long flags = MS_NOSUID | MS_NODEV;
       for (size_t o = 0; o < m->n_options; o++)
-        if (strncmp (m->options[o], "size=", 5) == 0 && strlen (m->options[o]) < 64)
-          snprintf (data + strlen (data), sizeof (data) - strlen (data), ",%s", m->options[o]);
-      if (mount ("tmpfs", m->source, "tmpfs", MS_NOSUID | MS_NODEV, data) < 0)
+        {
+          if (strncmp (m->options[o], "size=", 5) == 0 && strlen (m->options[o]) < 64)
+            snprintf (data + strlen (data), sizeof (data) - strlen (data), ",%s", m->options[o]);
+          if (strcmp (m->options[o], "noexec") == 0)
+            flags |= MS_NOEXEC;
+        }
+      if (mount ("tmpfs", m->source, "tmpfs", flags, data) < 0)
         return agent_error_set (err, errno, "mount the pod tmpfs `%s`", m->source);
     }
   return 0;

@@ -18,7 +18,7 @@ import { PodError } from './errors.js';
 import { mergeArgs, mergeEnv, resolveUser, type ImageDefaults } from './process-spec.js';
 import { mountRootfs, unmountRootfs } from './rootfs-mount.js';
 import { containerDisks, plugDisks, unplugDisks } from './container-disks.js';
-import { memoryEmptyDir } from './memory-volumes.js';
+import { memoryEmptyDir, POD_SHM } from './memory-volumes.js';
 import type { ContainerSpec } from './types.js';
 
 const log = logger('pod');
@@ -140,6 +140,8 @@ export async function createContainer(ctx: PodContext, podId: string, spec: Cont
       ...(await shareHostPaths(ctx, podId, id, spec, undo)),
       ...(await plugDisks(live.vm.qmp, id, await containerDisks(spec), undo)),
     ];
+    // First: a user mount under /dev/shm goes on top of it.
+    if (!spec.mounts.some((m) => posix.normalize(m.containerPath) === '/dev/shm')) mounts.unshift({ ...POD_SHM, options: [...POD_SHM.options] });
     const guestSpec: GuestContainerSpec = {
       id,
       rootfs: `${GUEST_SHARE_DIR}/${id}/rootfs`,

@@ -11,6 +11,13 @@ const EMPTY_DIR_RE = /\/volumes\/kubernetes\.io~empty-dir\/[^/]+\/?$/;
 /** Where the agent keeps the pod's tmpfs volumes (initrd/agent/agent.h POD_TMPFS_DIR). */
 export const GUEST_POD_TMPFS_DIR = '/run/frakti/tmpfs';
 
+/**
+ * The pod's /dev/shm: one tmpfs in the guest that every container of the pod
+ * binds, as containerd gives a pod's containers the sandbox's /dev/shm (a
+ * container that mounts its own /dev/shm keeps it).
+ */
+export const POD_SHM = { kind: 'tmpfs', source: `${GUEST_POD_TMPFS_DIR}/shm`, destination: '/dev/shm', readonly: false, options: ['size=65536k', 'noexec'] } as const;
+
 /** The guest tmpfs for `hostPath` when it is a memory-backed emptyDir, else undefined. */
 export async function memoryEmptyDir(hostPath: string): Promise<{ guestPath: string; sizeBytes: number } | undefined> {
   if (!EMPTY_DIR_RE.test(hostPath)) return undefined;

@@ -171,7 +171,7 @@ test('bad devices are refused saying why, and leave no disk in QEMU', async (t) 
   assert.deepEqual((await d.client.runtime.ListContainers!({})).containers, []);
 });
 
-test('a memory-backed emptyDir is a tmpfs in the guest, shared by the pod\'s containers, its size limit held', async (t) => {
+test('a memory-backed emptyDir is a tmpfs in the guest, shared by the pod\'s containers, its size limit held; so is /dev/shm', async (t) => {
   const d = await daemonLeavingNothing(t, dir, 'mem');
   // What kubelet makes for `emptyDir: {medium: Memory, sizeLimit: 8Mi}`.
   const vol = join(d.dir, 'kubelet/pods/uid-mem/volumes/kubernetes.io~empty-dir/cache');
@@ -195,6 +195,9 @@ test('a memory-backed emptyDir is a tmpfs in the guest, shared by the pod\'s con
   assert.equal((await exec(d, a, 'echo from a > /cache/note')).code, 0);
   assert.equal((await exec(d, b, 'cat /cache/note')).out, 'from a\n', 'the second container sees the first one\'s file');
   assert.deepEqual(await readdir(vol), [], 'the pages are the guest\'s: nothing on the host');
+  // /dev/shm is the pod's, as with containerd: shared by its containers.
+  assert.equal((await exec(d, a, 'echo shared memory > /dev/shm/seg')).code, 0);
+  assert.equal((await exec(d, b, 'cat /dev/shm/seg')).out, 'shared memory\n');
   const full = await exec(d, b, 'cat /dev/zero > /cache/big; echo "exit $?"; stat -c %s /cache/big');
   assert.match(full.out, /exit [1-9]/, 'writing past the limit fails');
   const size = Number(full.out.trim().split('\n').at(-1));
