@@ -15,15 +15,15 @@ import { busyboxLayers, pushImage, startRegistry, writeImage, writeLayoutIndex }
 import { startDaemon, type RunningDaemon } from '../test/helpers/cri-client.js';
 import { report, round } from './runner.js';
 
-const MIB = Number(process.env.BENCH_MIB ?? 64);
+const MIB = Number(process.env.BENCH_MIB ?? 256);
 const RANDOM_SECONDS = Number(process.env.BENCH_RANDOM_SECONDS ?? 3);
 const LONG = { timeoutMs: 300_000 };
 
-/** dd's summary line: "67108864 bytes (64.0MB) copied, 0.4 seconds, 157.3MB/s" -> MB/s from bytes and seconds. */
-function ddRate(stderr: string): number {
-  const m = /(\d+) bytes .* copied, ([\d.]+) seconds/.exec(stderr);
-  if (!m) throw new Error(`no dd summary in: ${stderr.slice(-300)}`);
-  return Number(m[1]) / 1e6 / Number(m[2]);
+/** MB/s of `busybox time -p busybox dd ...` (Debian's busybox dd prints no rate): the bytes over "real". */
+function ddRate(output: string, bytes: number): number {
+  const m = /^real ([\d.]+)$/m.exec(output);
+  if (!m || !/records out/.test(output)) throw new Error(`no dd timing in: ${output.slice(-300)}`);
+  return bytes / 1e6 / Math.max(Number(m[1]), 0.01);
 }
 
 function iops(stdout: string): number {
@@ -73,6 +73,10 @@ async function main(): Promise<void> {
       sandbox_config: config,
     }, LONG);
     await rt.StartContainer!({ container_id: c });
+    const removePod = async () => {
+      await rt.StopPodSandbox!({ pod_sandbox_id: pod }, LONG);
+      await rt.RemovePodSandbox!({ pod_sandbox_id: pod }, LONG);
+    };
     const inPod = async (script: string) => {
       const r = await rt.ExecSync!({ container_id: c, cmd: ['sh', '-c', script], timeout: '600' }, LONG);
       if (r.exit_code !== 0) throw new Error(`${script}: exit ${r.exit_code}: ${Buffer.from(r.stderr).toString()}`);
@@ -83,28 +87,32 @@ async function main(): Promise<void> {
       return { out: r.stdout, err: r.stderr };
     };
     const figures: Record<string, number> = {};
-    for (const [where, run, dev, folder, rr] of [
-      ['vm', inPod, '/dev/xvda', '/shared', '/bin/randread'],
-      ['host', onHost, loop, shared, randread],
-    ] as const) {
-      figures[`blk_seq_write_mb_s_${where}`] = round(ddRate((await run(`busybox dd if=/dev/zero of=${dev} bs=1M count=${MIB} oflag=direct 2>&1 >/dev/null`)).out), 1);
-      figures[`blk_seq_read_mb_s_${where}`] = round(ddRate((await run(`busybox dd if=${dev} of=/dev/null bs=1M count=${MIB} iflag=direct 2>&1`)).out), 1);
-      figures[`blk_rand_read_4k_iops_${where}`] = iops((await run(`${rr} ${dev} ${RANDOM_SECONDS}`)).out);
-      figures[`fs_write_mb_s_${where}`] = round(ddRate((await run(`busybox dd if=/dev/zero of=${folder}/f bs=1M count=${MIB} conv=fsync 2>&1 >/dev/null`)).out), 1);
-      figures[`fs_read_mb_s_${where}`] = round(ddRate((await run(`busybox dd if=${folder}/f of=/dev/null bs=1M 2>&1`)).out), 1);
-      await run(`rm -f ${folder}/f`);
+    try {
+      for (const [where, run, dev, folder, rr] of [
+        ['vm', inPod, '/dev/xvda', '/shared', '/bin/randread'],
+        ['host', onHost, loop, shared, randread],
+      ] as const) {
+        const dd = async (args: string) => ddRate((await run(`busybox time -p busybox dd ${args} 2>&1 >/dev/null`)).out, MIB * 1024 * 1024);
+        figures[`blk_seq_write_mb_s_${where}`] = round(await dd(`if=/dev/zero of=${dev} bs=1M count=${MIB} oflag=direct`), 1);
+        figures[`blk_seq_read_mb_s_${where}`] = round(await dd(`if=${dev} of=/dev/null bs=1M count=${MIB} iflag=direct`), 1);
+        figures[`blk_rand_read_4k_iops_${where}`] = iops((await run(`${rr} ${dev} ${RANDOM_SECONDS}`)).out);
+        figures[`fs_write_mb_s_${where}`] = round(await dd(`if=/dev/zero of=${folder}/f bs=1M count=${MIB} conv=fsync`), 1);
+        figures[`fs_read_mb_s_${where}`] = round(await dd(`if=${folder}/f of=/dev/null bs=1M`), 1);
+        await run(`rm -f ${folder}/f`);
+      }
+      for (const k of ['blk_seq_write_mb_s', 'blk_seq_read_mb_s', 'blk_rand_read_4k_iops', 'fs_write_mb_s', 'fs_read_mb_s']) {
+        figures[`${k}_ratio`] = round(figures[`${k}_vm`]! / figures[`${k}_host`]!, 3);
+      }
+    } finally {
+      await removePod();
     }
-    for (const k of ['blk_seq_write_mb_s', 'blk_seq_read_mb_s', 'blk_rand_read_4k_iops', 'fs_write_mb_s', 'fs_read_mb_s']) {
-      figures[`${k}_ratio`] = round(figures[`${k}_vm`]! / figures[`${k}_host`]!, 3);
-    }
-    await rt.StopPodSandbox!({ pod_sandbox_id: pod }, LONG);
-    await rt.RemovePodSandbox!({ pod_sandbox_id: pod }, LONG);
     report('volumes', { mib: MIB, ...figures });
   } finally {
-    await d?.cleanup();
+    // Cleanup never hides the error that ended the run.
+    await d?.cleanup().catch((e: unknown) => console.error('cleanup:', e));
     await execa('losetup', ['-d', loop], { reject: false });
     await reg.stop();
-    await rm(dir, { recursive: true, force: true });
+    await rm(dir, { recursive: true, force: true }).catch((e: unknown) => console.error('cleanup:', e));
   }
 }
 

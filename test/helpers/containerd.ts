@@ -6,7 +6,7 @@ import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { criClient, waitFor, type CriClient } from './cri-client.js';
-import { killLeftovers, mountsUnder } from './vmm-leaks.js';
+import { mountsUnder, processesMentioning } from './vmm-leaks.js';
 
 export const CONTAINERD_BIN = '/usr/bin/containerd';
 
@@ -96,8 +96,16 @@ ${opts.registries.map((r) => `  [plugins."io.containerd.grpc.v1.cri".registry.mi
       } finally {
         client.close();
         await kill();
-        // Shims outlive containerd by design; theirs name its socket.
-        await killLeftovers(socket);
+        // Shims outlive containerd by design; theirs name its socket (so does
+        // a frakti pointed at it, which is not ours to kill).
+        for (const p of await processesMentioning(socket)) {
+          if (!/containerd-shim/.test(p.cmd)) continue;
+          try {
+            process.kill(p.pid, 'SIGKILL');
+          } catch {
+            /* gone meanwhile */
+          }
+        }
         for (const m of (await mountsUnder(dir)).reverse()) await execa('umount', ['-l', m], { reject: false });
         await rm(dir, { recursive: true, force: true });
       }
