@@ -19,6 +19,8 @@
 #include <sys/mount.h>
 #include <sys/prctl.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
+#include <sys/statvfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
@@ -303,6 +305,51 @@ mount_disk (const char *id, const char *root, const Frakti__Agent__V1__Mount *m)
     die (errno, "mount disk %s (%s) on `%s` in container %s", m->source, m->fs_type[0] ? m->fs_type : "ext4", m->destination, id);
 }
 
+/* A path of the container as it is now, without creating anything: false when
+ * it is missing or a symlink (which could lead out of the root). */
+static bool
+existing_in_root (const char *root, const char *path, char *out, size_t out_size, struct stat *st)
+{
+  if ((size_t) snprintf (out, out_size, "%s%s", root, path) >= out_size)
+    return false;
+  return lstat (out, st) == 0 && ! S_ISLNK (st->st_mode);
+}
+
+/* runc's maskedPaths and readonlyPaths, after every other mount. */
+static void
+mask_and_protect (const char *id, const char *root, const Frakti__Agent__V1__ContainerSpec *spec)
+{
+  char target[4096];
+  struct stat st;
+
+  for (size_t i = 0; i < spec->n_readonly_paths; i++)
+    {
+      struct statfs fs;
+      unsigned long keep = 0;
+      if (! existing_in_root (root, spec->readonly_paths[i], target, sizeof (target), &st))
+        continue;
+      if (mount (target, target, NULL, MS_BIND | MS_REC, NULL) < 0)
+        die (errno, "bind read-only path `%s` in container %s", spec->readonly_paths[i], id);
+      /* A remount must keep the locked flags of the mount it binds (proc's nosuid, nodev, noexec). */
+      if (statfs (target, &fs) == 0)
+        keep = (fs.f_flags & ST_NOSUID ? MS_NOSUID : 0) | (fs.f_flags & ST_NODEV ? MS_NODEV : 0) | (fs.f_flags & ST_NOEXEC ? MS_NOEXEC : 0);
+      if (mount (NULL, target, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | MS_REC | keep, NULL) < 0)
+        die (errno, "make `%s` read-only in container %s", spec->readonly_paths[i], id);
+    }
+  for (size_t i = 0; i < spec->n_masked_paths; i++)
+    {
+      int r;
+      if (! existing_in_root (root, spec->masked_paths[i], target, sizeof (target), &st))
+        continue;
+      if (S_ISDIR (st.st_mode))
+        r = mount ("tmpfs", target, "tmpfs", MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC, NULL);
+      else
+        r = mount ("/dev/null", target, NULL, MS_BIND, NULL);
+      if (r < 0)
+        die (errno, "mask `%s` in container %s", spec->masked_paths[i], id);
+    }
+}
+
 static bool
 user_mounts (const Frakti__Agent__V1__ContainerSpec *spec, const char *dest)
 {
@@ -392,6 +439,8 @@ setup_rootfs (const char *id, const Frakti__Agent__V1__ContainerSpec *spec)
         flags |= MS_NOSUID | MS_NODEV | MS_NOEXEC;
       do_mount (id, root, m->kind, NULL, m->destination, flags, data, false);
     }
+
+  mask_and_protect (id, root, spec);
 
   /* pivot_root needs the old root to be a mount with a parent, which the
    * initramfs root is not; where it refuses (EINVAL), move the rootfs over
@@ -601,7 +650,10 @@ child_run (struct child_ctx *ctx)
     if (write_file (procs, "0", &e) < 0)
       die (e.errnum, "join the cgroup of container %s", id);
   }
-  if (unshare (CLONE_NEWNS | CLONE_NEWUTS | CLONE_NEWIPC) < 0)
+  /* The IPC namespace stays the guest's, which is the pod's: its containers
+   * share SysV IPC and POSIX queues, and the pod's kernel.shm* / kernel.msg* /
+   * kernel.sem sysctls (set by the sandbox setup) are theirs. */
+  if (unshare (CLONE_NEWNS | CLONE_NEWUTS) < 0)
     die (errno, "unshare the namespaces of container %s", id);
   if (ctx->spec->hostname[0] && sethostname (ctx->spec->hostname, strlen (ctx->spec->hostname)) < 0)
     die (errno, "set hostname `%s` of container %s", ctx->spec->hostname, id);

@@ -454,6 +454,14 @@ check_spec (const Frakti__Agent__V1__ContainerSpec *spec, struct agent_error *er
   for (size_t i = 0; i < spec->n_capabilities; i++)
     if (capability_number (spec->capabilities[i]) < 0)
       return agent_error_set (err, EINVAL, "unknown capability `%.64s`", spec->capabilities[i]);
+  if (spec->n_masked_paths > 64 || spec->n_readonly_paths > 64)
+    return agent_error_set (err, EINVAL, "container %s: at most 64 masked and 64 read-only paths", spec->id);
+  for (size_t i = 0; i < spec->n_masked_paths; i++)
+    if (! valid_path (spec->masked_paths[i]))
+      return agent_error_set (err, EINVAL, "invalid masked path in container %s", spec->id);
+  for (size_t i = 0; i < spec->n_readonly_paths; i++)
+    if (! valid_path (spec->readonly_paths[i]))
+      return agent_error_set (err, EINVAL, "invalid read-only path in container %s", spec->id);
   if (strlen (spec->hostname) > 64)
     return agent_error_set (err, EINVAL, "hostname of container %s is too long", spec->id);
   return 0;

@@ -118,7 +118,9 @@ call_setup_sandbox (struct agent *agent UNUSED, const Request *req, uint8_t **ou
         return agent_error_response (&err, out);
       if (is_mount_point (m->mount_point))
         continue; /* set up by an earlier call (a retry after reconnect) */
-      if (mount (m->tag, m->mount_point, "virtiofs", MS_NOSUID | MS_NODEV, NULL) < 0)
+      /* Not nosuid: a setuid binary of the image must work as under runc
+       * (unless the container asks for no_new_privs). */
+      if (mount (m->tag, m->mount_point, "virtiofs", MS_NODEV, NULL) < 0)
         {
           agent_error_set (&err, errno, "mount virtiofs `%s` on `%s`", m->tag, m->mount_point);
           return agent_error_response (&err, out);

@@ -163,6 +163,13 @@ function mountBody(m: GuestMount): Record<string, unknown> {
   };
 }
 
+/** Masked and read-only paths: at most 64, each absolute. */
+function pathList(v: string[] | undefined, what: string): string[] {
+  const paths = list<string>(v ?? [], what);
+  if (paths.length > 64) throw bad(`${what}: at most 64 paths`);
+  return paths.map((p) => absPath(p, what));
+}
+
 export function containerSpecBody(spec: GuestContainerSpec): Record<string, unknown> {
   if (spec.pidNamespace !== 'pod' && spec.pidNamespace !== 'container') throw bad(`pidNamespace must be 'pod' or 'container'`);
   return {
@@ -180,5 +187,7 @@ export function containerSpecBody(spec: GuestContainerSpec): Record<string, unkn
     noNewPrivileges: Boolean(spec.noNewPrivileges),
     ownPidNamespace: spec.pidNamespace === 'container',
     resources: resourcesBody(spec.resources ?? {}),
+    maskedPaths: pathList(spec.maskedPaths, 'maskedPaths'),
+    readonlyPaths: pathList(spec.readonlyPaths, 'readonlyPaths'),
   };
 }

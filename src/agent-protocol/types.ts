@@ -83,6 +83,10 @@ export interface GuestContainerSpec {
   /** 'pod': the pod's shared PID namespace; 'container': its own. */
   pidNamespace: 'pod' | 'container';
   resources: GuestResources;
+  /** Hidden from the container (runc's maskedPaths). */
+  maskedPaths?: string[];
+  /** Read-only in the container (runc's readonlyPaths). */
+  readonlyPaths?: string[];
 }
 
 export interface ExitStatus {

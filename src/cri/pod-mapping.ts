@@ -53,6 +53,29 @@ function checkNamespaces(ns: NamespaceOption | null | undefined, where: string):
   return ns.pid === 'POD' ? 'pod' : 'container';
 }
 
+/**
+ * The pod's sysctls: those of the namespaces the pod's containers share in
+ * the VM (the network and IPC namespaces: net.*, kernel.shm*, kernel.msg*,
+ * kernel.sem, fs.mqueue.*), which are kubelet's namespaced ones but the UTS
+ * pair. Any other would change the guest kernel for everything in it, which
+ * kubelet never asks of a runtime: refused.
+ */
+const POD_SYSCTL_RE = /^(net\.|fs\.mqueue\.|kernel\.(shm(all|max|mni|_rmid_forced)|msg(max|mnb|mni)|sem)$)/;
+
+function podSysctls(sysctls: Record<string, string>): Record<string, string> {
+  for (const [k, v] of Object.entries(sysctls)) {
+    if (!POD_SYSCTL_RE.test(k.replace(/\//g, '.'))) {
+      throw invalidArgument(`RunPodSandbox: sysctl ${k} is not one of the pod's namespaces (net.*, kernel.shm*, kernel.msg*, kernel.sem, fs.mqueue.*); it would change the VM's kernel as a whole`);
+    }
+    if (typeof v !== 'string' || v.length > 4096 || /[\n\0]/.test(v)) throw invalidArgument(`RunPodSandbox: sysctl ${k}: bad value`);
+  }
+  return { ...sysctls };
+}
+
+/** containerd's (and runc's spec) default masked and read-only paths. */
+export const DEFAULT_MASKED_PATHS = ['/proc/acpi', '/proc/asound', '/proc/kcore', '/proc/keys', '/proc/latency_stats', '/proc/timer_list', '/proc/timer_stats', '/proc/sched_debug', '/proc/scsi', '/sys/firmware'];
+export const DEFAULT_READONLY_PATHS = ['/proc/bus', '/proc/fs', '/proc/irq', '/proc/sys', '/proc/sysrq-trigger'];
+
 const LEGACY_SECCOMP = new Set(['', 'unconfined', 'runtime/default', 'docker/default']);
 
 /**
@@ -129,7 +152,7 @@ export function toPodSpec(config: PodSandboxConfig | null, runtimeHandler: strin
     labels: stringMap(config.labels, 'labels'),
     annotations: stringMap(config.annotations, 'annotations'),
     pidMode,
-    sysctls: { ...(config.linux?.sysctls ?? {}) },
+    sysctls: podSysctls(config.linux?.sysctls ?? {}),
     ...vmSize(config.linux, sizing),
     runtimeHandler,
   };
@@ -187,6 +210,10 @@ export function toContainerSpec(config: ContainerConfig | null, pod: PodSpec): C
       }
       return { containerPath: mnt.container_path, hostPath: mnt.host_path, readonly: mnt.readonly };
     }),
+    // kubelet sends the lists (empty for privileged or procMount Unmasked);
+    // none at all gets containerd's defaults, as its base spec has them.
+    maskedPaths: sc?.masked_paths?.length ? sc.masked_paths : DEFAULT_MASKED_PATHS,
+    readonlyPaths: sc?.readonly_paths?.length ? sc.readonly_paths : DEFAULT_READONLY_PATHS,
     devices: config.devices.map((d) => {
       if (!d.host_path?.startsWith('/') || !d.container_path?.startsWith('/')) throw invalidArgument('CreateContainer: a device needs absolute host_path and container_path');
       if (!/^[rwm]*$/.test(d.permissions)) throw invalidArgument(`CreateContainer: device ${d.container_path}: permissions ${JSON.stringify(d.permissions)} are not of r, w, m`);

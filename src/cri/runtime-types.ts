@@ -61,6 +61,8 @@ export interface ContainerConfig {
       no_new_privs: boolean;
       seccomp_profile_path?: string;
       seccomp?: SecurityProfile | null;
+      masked_paths?: string[];
+      readonly_paths?: string[];
     } | null;
   } | null;
 }

@@ -161,6 +161,8 @@ export async function createContainer(ctx: PodContext, podId: string, spec: Cont
       noNewPrivileges: spec.noNewPrivileges,
       pidNamespace: pod.meta.spec.pidMode,
       resources: { ...spec.resources },
+      maskedPaths: spec.maskedPaths ?? [],
+      readonlyPaths: spec.readonlyPaths ?? [],
     };
     if (spec.logPath) await mkdir(dirname(spec.logPath), { recursive: true });
     mark('spec ready');

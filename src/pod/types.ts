@@ -98,6 +98,9 @@ export interface ContainerSpec {
   user: { uid?: number; username?: string; gid?: number; additionalGids: number[] };
   mounts: MountSpec[];
   devices?: DeviceSpec[];
+  /** runc's maskedPaths and readonlyPaths (records from before they existed have none). */
+  maskedPaths?: string[];
+  readonlyPaths?: string[];
   logPath: string;
   tty: boolean;
   stdin: boolean;

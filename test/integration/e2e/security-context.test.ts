@@ -1,0 +1,93 @@
+// A container's security context inside a pod VM, checked as a user would
+// from inside: masked and read-only paths, the pod's sysctls, setuid and
+// no_new_privs. Real daemon, real QEMU.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { execa } from 'execa';
+import { status } from '@grpc/grpc-js';
+import { busyboxLayers, pushImage, startRegistry, writeImage, writeLayoutIndex, type Registry } from '../../helpers/image-registry.js';
+import { grpcError, type RunningDaemon } from '../../helpers/cri-client.js';
+import { daemonLeavingNothing } from '../../helpers/e2e-daemon.js';
+
+let dir: string;
+let reg: Registry;
+let image: string;
+
+before(async () => {
+  dir = await mkdtemp(join(tmpdir(), 'frakti-sec-'));
+  reg = await startRegistry();
+  image = `${reg.host}/sec:latest`;
+  const euid = join(dir, 'euid');
+  await execa('musl-gcc', ['-O2', '-static', '-o', euid, fileURLToPath(new URL('../../../../test/fixtures/euid.c', import.meta.url))]);
+  const layers = await busyboxLayers();
+  layers.push([{ name: 'bin/', type: 'directory' }, { name: 'bin/euid', content: await readFile(euid), mode: 0o4755, uid: 0, gid: 0 }]);
+  const layout = join(dir, 'layout');
+  const m = await writeImage(layout, { layers, config: { Cmd: ['sh'], WorkingDir: '/' } });
+  await writeLayoutIndex(layout, m, 'latest');
+  await pushImage(layout, image);
+});
+
+after(async () => {
+  await reg?.stop();
+  await rm(dir, { recursive: true, force: true });
+});
+
+function podConfig(name: string, logDir: string, sysctls: Record<string, string> = {}) {
+  return {
+    metadata: { name, uid: `uid-${name}`, namespace: 'default', attempt: 0 },
+    hostname: name,
+    log_directory: logDir,
+    linux: { sysctls, security_context: { namespace_options: { network: 'POD', pid: 'CONTAINER', ipc: 'POD' } } },
+  };
+}
+
+async function exec(d: RunningDaemon, ctr: string, script: string) {
+  const r = await d.client.runtime.ExecSync!({ container_id: ctr, cmd: ['sh', '-c', script], timeout: '30' });
+  return { out: Buffer.from(r.stdout).toString(), err: Buffer.from(r.stderr).toString(), code: r.exit_code as number };
+}
+
+test('masked and read-only paths, the pod\'s sysctls, setuid with and without no_new_privs', async (t) => {
+  const d = await daemonLeavingNothing(t, dir, 'sec');
+  const rt = d.client.runtime;
+  await d.client.image.PullImage!({ image: { image } }, { timeoutMs: 120_000 });
+  const bad = await grpcError(rt.RunPodSandbox!({ config: podConfig('bad', '/tmp', { 'vm.swappiness': '10' }) }));
+  assert.equal(bad.code, status.INVALID_ARGUMENT);
+  assert.match(bad.details, /sysctl vm\.swappiness is not one of the pod's namespaces/);
+
+  const config = podConfig('sec', join(d.dir, 'logs'), { 'kernel.shm_rmid_forced': '1', 'kernel.msgmax': '12345' });
+  const { pod_sandbox_id: pod } = await rt.RunPodSandbox!({ config }, { timeoutMs: 120_000 });
+  const ctr = async (name: string, sc: Record<string, unknown>) => {
+    const { container_id: c } = await rt.CreateContainer!({
+      pod_sandbox_id: pod,
+      config: { metadata: { name, attempt: 0 }, image: { image }, command: ['sleep', '100000'], linux: { security_context: sc } },
+      sandbox_config: config,
+    }, { timeoutMs: 120_000 });
+    await rt.StartContainer!({ container_id: c });
+    return c;
+  };
+
+  // No lists from the client: containerd's defaults.
+  const plain = await ctr('plain', {});
+  assert.equal((await exec(d, plain, 'cat /proc/timer_list; cat /proc/keys; ls -A /sys/firmware; echo end')).out, 'end\n', 'masked paths show nothing');
+  const ro = await exec(d, plain, 'echo 0 > /proc/sys/kernel/shm_rmid_forced');
+  assert.notEqual(ro.code, 0);
+  assert.match(ro.err, /Read-only file system/);
+  // The pod's IPC sysctls are the containers' (they share the pod's IPC namespace).
+  assert.equal((await exec(d, plain, 'cat /proc/sys/kernel/shm_rmid_forced /proc/sys/kernel/msgmax')).out, '1\n12345\n');
+
+  // The lists kubelet sends are taken as they are.
+  const listed = await ctr('listed', { masked_paths: ['/etc/passwd'], readonly_paths: ['/tmp'] });
+  assert.equal((await exec(d, listed, 'cat /etc/passwd; echo end')).out, 'end\n');
+  assert.match((await exec(d, listed, 'touch /tmp/x')).err, /Read-only file system/);
+  assert.equal((await exec(d, listed, 'out=$(cat /proc/timer_list); test -n "$out" && echo shown')).out, 'shown\n', 'only the paths asked for are masked');
+
+  // A setuid-root binary run by uid 1000: root without no_new_privs, not with it.
+  const escalates = await ctr('escalates', { run_as_user: { value: '1000' }, no_new_privs: false });
+  assert.equal((await exec(d, escalates, '/bin/euid')).out, 'uid=1000 euid=0\n');
+  const nnp = await ctr('nnp', { run_as_user: { value: '1000' }, no_new_privs: true });
+  assert.equal((await exec(d, nnp, '/bin/euid')).out, 'uid=1000 euid=1000\n');
+});
