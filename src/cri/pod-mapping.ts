@@ -214,6 +214,7 @@ export function toContainerSpec(config: ContainerConfig | null, pod: PodSpec): C
     // none at all gets containerd's defaults, as its base spec has them.
     maskedPaths: sc?.masked_paths?.length ? sc.masked_paths : DEFAULT_MASKED_PATHS,
     readonlyPaths: sc?.readonly_paths?.length ? sc.readonly_paths : DEFAULT_READONLY_PATHS,
+    stopSignal: config.stop_signal && config.stop_signal !== 'SIGNAL_RUNTIME_DEFAULT' ? String(config.stop_signal).replace(/^SIGNAL_/, '').replace('PLUS', '+') : '',
     devices: config.devices.map((d) => {
       if (!d.host_path?.startsWith('/') || !d.container_path?.startsWith('/')) throw invalidArgument('CreateContainer: a device needs absolute host_path and container_path');
       if (!/^[rwm]*$/.test(d.permissions)) throw invalidArgument(`CreateContainer: device ${d.container_path}: permissions ${JSON.stringify(d.permissions)} are not of r, w, m`);
@@ -284,6 +285,7 @@ export function toContainerStatus(r: { meta: ContainerRecordMeta; status: Contai
     message: s.message ?? '',
     mounts: r.meta.spec.mounts.map((m) => ({ container_path: m.containerPath, host_path: m.hostPath, readonly: m.readonly })),
     log_path: r.meta.spec.logPath,
+    stop_signal: r.meta.spec.stopSignal ? `SIGNAL_${r.meta.spec.stopSignal}` : 'SIGNAL_RUNTIME_DEFAULT',
   };
 }
 

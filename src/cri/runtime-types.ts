@@ -41,6 +41,8 @@ export interface ContainerConfig {
   envs: { key: string; value: string }[];
   mounts: { container_path: string; host_path: string; readonly: boolean; propagation: string }[];
   devices: { container_path: string; host_path: string; permissions: string }[];
+  /** A Signal enum name ("SIGNAL_SIGUSR1"); absent or SIGNAL_RUNTIME_DEFAULT: the image's or SIGTERM. */
+  stop_signal?: string;
   labels: StringMap;
   annotations: StringMap;
   log_path: string;
@@ -124,6 +126,7 @@ export interface ContainerStatus {
   mounts: { container_path: string; host_path: string; readonly: boolean }[];
   log_path: string;
   image_id: string;
+  stop_signal?: string;
 }
 
 export interface CpuUsage { timestamp: Int64; usage_core_nano_seconds: UInt64Value | null; usage_nano_cores: UInt64Value | null }

@@ -19,6 +19,7 @@ import { mergeArgs, mergeEnv, resolveUser, type ImageDefaults } from './process-
 import { mountRootfs, unmountRootfs } from './rootfs-mount.js';
 import { containerDisks, plugDisks, unplugDisks } from './container-disks.js';
 import { memoryEmptyDir, POD_SHM } from './memory-volumes.js';
+import { stopSignalFor } from './stop-signal.js';
 import type { ContainerSpec } from './types.js';
 
 const log = logger('pod');
@@ -131,6 +132,7 @@ export async function createContainer(ctx: PodContext, podId: string, spec: Cont
     undo.push(`remove ${join(ctx.shareDir(podId), id)}`, () => rm(join(ctx.shareDir(podId), id), { recursive: true, force: true }));
 
     const defaults: ImageDefaults = { ...image.config };
+    const stopSignal = stopSignalFor(spec.stopSignal, image.config.stopSignal ?? '');
     const user = await resolveUser(rootfs, defaults, spec.user);
     const podFiles = `${GUEST_SHARE_DIR}/.pod`;
     const mounts: GuestMount[] = [
@@ -169,7 +171,7 @@ export async function createContainer(ctx: PodContext, podId: string, spec: Cont
     await live.agent.createContainer(guestSpec, { timeoutMs: GUEST_SETUP_TIMEOUT_MS });
     undo.push('remove container in the guest', () => live.agent.removeContainer(id));
     mark('created in the guest');
-    await ctx.containers.create({ id, podId, spec: { ...spec, imageId: image.id }, createdAt: Date.now() }, { state: 'CREATED' });
+    await ctx.containers.create({ id, podId, spec: { ...spec, imageId: image.id, stopSignal }, createdAt: Date.now() }, { state: 'CREATED' });
     mark('stored');
     undo.commit();
     return id;
@@ -273,7 +275,7 @@ export async function stopContainerProcess(ctx: PodContext, id: string, timeoutS
   const exited = ctx.liveContainers.get(id)?.exited ?? Promise.resolve();
   const within = (ms: number) => Promise.race([exited.then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), ms))]);
   if (timeoutSec > 0) {
-    await live.agent.signal(id, '', 'SIGTERM').catch(() => {});
+    await live.agent.signal(id, '', c.meta.spec.stopSignal || 'SIGTERM').catch(() => {});
     if (await within(timeoutSec * 1000)) return;
   }
   await live.agent.signal(id, '', 'SIGKILL').catch(() => {});

@@ -16,6 +16,7 @@ import { daemonLeavingNothing } from '../../helpers/e2e-daemon.js';
 let dir: string;
 let reg: Registry;
 let image: string;
+let usr1Image: string;
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'frakti-sec-'));
@@ -29,6 +30,12 @@ before(async () => {
   const m = await writeImage(layout, { layers, config: { Cmd: ['sh'], WorkingDir: '/' } });
   await writeLayoutIndex(layout, m, 'latest');
   await pushImage(layout, image);
+  // The same image with STOPSIGNAL SIGUSR1.
+  usr1Image = `${reg.host}/sec:usr1`;
+  const layout2 = join(dir, 'layout-usr1');
+  const m2 = await writeImage(layout2, { layers, config: { Cmd: ['sh'], WorkingDir: '/', StopSignal: 'SIGUSR1' } });
+  await writeLayoutIndex(layout2, m2, 'latest');
+  await pushImage(layout2, usr1Image);
 });
 
 after(async () => {
@@ -90,4 +97,37 @@ test('masked and read-only paths, the pod\'s sysctls, setuid with and without no
   assert.equal((await exec(d, escalates, '/bin/euid')).out, 'uid=1000 euid=0\n');
   const nnp = await ctr('nnp', { run_as_user: { value: '1000' }, no_new_privs: true });
   assert.equal((await exec(d, nnp, '/bin/euid')).out, 'uid=1000 euid=1000\n');
+});
+
+test('StopContainer sends the image\'s STOPSIGNAL, or the one the client names, and returns once the process is gone', async (t) => {
+  const d = await daemonLeavingNothing(t, dir, 'stop');
+  const rt = d.client.runtime;
+  for (const i of [image, usr1Image]) await d.client.image.PullImage!({ image: { image: i } }, { timeoutMs: 120_000 });
+  const config = podConfig('stop', join(d.dir, 'logs'));
+  const { pod_sandbox_id: pod } = await rt.RunPodSandbox!({ config }, { timeoutMs: 120_000 });
+  const trapper = ['sh', '-c', 'trap "echo got USR1; exit 3" USR1; trap "echo got HUP; exit 4" HUP; trap "echo got TERM; exit 5" TERM; while true; do sleep 0.2; done'];
+  const run = async (name: string, img: string, extra: Record<string, unknown> = {}) => {
+    const { container_id: c } = await rt.CreateContainer!({
+      pod_sandbox_id: pod,
+      config: { metadata: { name, attempt: 0 }, image: { image: img }, command: trapper, log_path: `${name}.log`, ...extra },
+      sandbox_config: config,
+    }, { timeoutMs: 120_000 });
+    await rt.StartContainer!({ container_id: c });
+    await new Promise((r) => setTimeout(r, 500)); // the traps are set
+    const t0 = Date.now();
+    await rt.StopContainer!({ container_id: c, timeout: '30' }, { timeoutMs: 60_000 });
+    const took = Date.now() - t0;
+    const st = (await rt.ContainerStatus!({ container_id: c })).status;
+    return { took, exit: st.exit_code as number, signal: st.stop_signal as string };
+  };
+  const fromImage = await run('image', usr1Image);
+  assert.deepEqual([fromImage.exit, fromImage.signal], [3, 'SIGNAL_SIGUSR1']);
+  const asked = await run('asked', usr1Image, { stop_signal: 'SIGNAL_SIGHUP' });
+  assert.deepEqual([asked.exit, asked.signal], [4, 'SIGNAL_SIGHUP']);
+  const plain = await run('plain', image);
+  assert.deepEqual([plain.exit, plain.signal], [5, 'SIGNAL_SIGTERM']);
+  for (const r of [fromImage, asked, plain]) assert.ok(r.took < 10_000, `StopContainer returned ${r.took} ms after its call, not at the 30 s timeout`);
+  const rt2 = await grpcError(rt.CreateContainer!({ pod_sandbox_id: pod, config: { metadata: { name: 'rt', attempt: 0 }, image: { image }, command: ['true'], stop_signal: 'SIGNAL_SIGRTMINPLUS3' }, sandbox_config: config }));
+  assert.equal(rt2.code, status.INVALID_ARGUMENT);
+  assert.match(rt2.details, /stop signal SIGRTMIN\+3 is not one/);
 });
