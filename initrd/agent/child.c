@@ -9,6 +9,8 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <linux/capability.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -520,6 +522,29 @@ set_user_and_caps (const char *id, const Frakti__Agent__V1__ContainerSpec *spec,
     die (errno, "set no_new_privs in container %s", id);
 }
 
+/* The container's seccomp filter (compiled by the host), as the last step
+ * before the user's code: with no_new_privs after the switch to the user;
+ * without, before it, while the process still holds CAP_SYS_ADMIN, which
+ * installing a filter then needs (runc does the same). */
+static void
+install_seccomp (const char *id, const ProtobufCBinaryData *f)
+{
+  struct sock_fprog prog;
+  struct sock_filter *insns;
+
+  if (f->len == 0)
+    return;
+  if (f->len % sizeof (struct sock_filter) != 0 || f->len / sizeof (struct sock_filter) > BPF_MAXINSNS)
+    die (EINVAL, "the seccomp filter of container %s is not a BPF program", id);
+  /* A copy: protobuf-c's bytes need not be aligned for sock_filter. */
+  insns = xmalloc (f->len);
+  memcpy (insns, f->data, f->len);
+  prog.len = (unsigned short) (f->len / sizeof (struct sock_filter));
+  prog.filter = insns;
+  if (prctl (PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) < 0)
+    die (errno, "install the seccomp filter of container %s", id);
+}
+
 static void __attribute__ ((noreturn))
 exec_process (const char *id, const Frakti__Agent__V1__ContainerSpec *spec, const Frakti__Agent__V1__ProcessSpec *p)
 {
@@ -544,10 +569,14 @@ exec_process (const char *id, const Frakti__Agent__V1__ContainerSpec *spec, cons
     }
   if (chdir (cwd[0] ? cwd : "/") < 0)
     die (errno, "chdir `%s` in container %s", cwd, id);
+  if (! spec->no_new_privileges)
+    install_seccomp (id, &spec->seccomp_filter);
   if (own_user)
     set_user_and_caps (id, spec, p->uid, p->gid >= 0 ? p->gid : init->gid, p->additional_gids, p->n_additional_gids);
   else
     set_user_and_caps (id, spec, init->uid, init->gid, init->additional_gids, init->n_additional_gids);
+  if (spec->no_new_privileges)
+    install_seccomp (id, &spec->seccomp_filter);
   if (strchr (argv[0], '/'))
     snprintf (path, sizeof (path), "%s", argv[0]);
   else

@@ -462,6 +462,8 @@ check_spec (const Frakti__Agent__V1__ContainerSpec *spec, struct agent_error *er
   for (size_t i = 0; i < spec->n_readonly_paths; i++)
     if (! valid_path (spec->readonly_paths[i]))
       return agent_error_set (err, EINVAL, "invalid read-only path in container %s", spec->id);
+  if (spec->seccomp_filter.len % 8 != 0 || spec->seccomp_filter.len > 4096 * 8)
+    return agent_error_set (err, EINVAL, "container %s: the seccomp filter is not a BPF program of at most 4096 instructions", spec->id);
   if (strlen (spec->hostname) > 64)
     return agent_error_set (err, EINVAL, "hostname of container %s is too long", spec->id);
   return 0;

@@ -170,6 +170,12 @@ function pathList(v: string[] | undefined, what: string): string[] {
   return paths.map((p) => absPath(p, what));
 }
 
+function seccompBody(f: Buffer | undefined): Buffer {
+  if (f === undefined) return Buffer.alloc(0);
+  if (!Buffer.isBuffer(f) || f.length % 8 !== 0 || f.length > 4096 * 8) throw bad('seccompFilter must be a BPF program of at most 4096 instructions');
+  return f;
+}
+
 export function containerSpecBody(spec: GuestContainerSpec): Record<string, unknown> {
   if (spec.pidNamespace !== 'pod' && spec.pidNamespace !== 'container') throw bad(`pidNamespace must be 'pod' or 'container'`);
   return {
@@ -189,5 +195,6 @@ export function containerSpecBody(spec: GuestContainerSpec): Record<string, unkn
     resources: resourcesBody(spec.resources ?? {}),
     maskedPaths: pathList(spec.maskedPaths, 'maskedPaths'),
     readonlyPaths: pathList(spec.readonlyPaths, 'readonlyPaths'),
+    seccompFilter: seccompBody(spec.seccompFilter),
   };
 }

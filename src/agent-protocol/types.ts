@@ -87,6 +87,8 @@ export interface GuestContainerSpec {
   maskedPaths?: string[];
   /** Read-only in the container (runc's readonlyPaths). */
   readonlyPaths?: string[];
+  /** A compiled seccomp filter: struct sock_filter entries; absent: unconfined. */
+  seccompFilter?: Buffer;
 }
 
 export interface ExitStatus {

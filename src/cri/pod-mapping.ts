@@ -94,6 +94,44 @@ function checkSeccomp(sc: { privileged: boolean; seccomp_profile_path?: string; 
   throw invalidArgument(`${where}: seccomp profile ${JSON.stringify(path)} is not unconfined, runtime/default, docker/default or localhost/<path>`);
 }
 
+/**
+ * AppArmor cannot confine a container inside a VM: the guest kernel has none,
+ * and the host's cannot see the guest's processes. The runtime default and
+ * unconfined are taken (the VM is the confinement kubelet's default asks
+ * for); a named profile is refused, as containerd refuses one on a host
+ * without AppArmor ("apparmor is not supported"). SELinux options are
+ * ignored, as containerd ignores them on a host with SELinux off.
+ */
+function checkAppArmor(sc: { apparmor?: SecurityProfile | null; apparmor_profile?: string; privileged: boolean } | null | undefined): void {
+  if (!sc || sc.privileged) return;
+  const named = sc.apparmor?.profile_type === 'Localhost' ? sc.apparmor.localhost_ref : sc.apparmor_profile?.startsWith('localhost/') ? sc.apparmor_profile.slice('localhost/'.length) : '';
+  if (named) throw invalidArgument(`CreateContainer: AppArmor profile ${JSON.stringify(named)} cannot be applied in a VM pod (the guest kernel has no AppArmor); use RuntimeDefault or Unconfined, or run the pod as OS containers`);
+}
+
+/**
+ * The container's seccomp profile, as containerd reads the request: the
+ * SecurityProfile if given, else the older path string; nothing asked means
+ * unconfined (kubelet asks for RuntimeDefault when the pod or the node's
+ * seccompDefault does). A Localhost profile names an absolute file on the host.
+ */
+function containerSeccomp(sc: Parameters<typeof checkSeccomp>[0]): { type: 'unconfined' } | { type: 'runtime-default' } | { type: 'localhost'; path: string } {
+  checkSeccomp(sc, 'CreateContainer');
+  if (!sc || sc.privileged) return { type: 'unconfined' };
+  const localhost = (path: string) => {
+    if (!path.startsWith('/')) throw invalidArgument(`CreateContainer: seccomp profile ${JSON.stringify(path)} must be an absolute path on the node`);
+    return { type: 'localhost' as const, path };
+  };
+  if (sc.seccomp) {
+    if (sc.seccomp.profile_type === 'RuntimeDefault') return { type: 'runtime-default' };
+    if (sc.seccomp.profile_type === 'Localhost') return localhost(sc.seccomp.localhost_ref);
+    return { type: 'unconfined' };
+  }
+  const path = sc.seccomp_profile_path ?? '';
+  if (path === 'runtime/default' || path === 'docker/default') return { type: 'runtime-default' };
+  if (path.startsWith('localhost/')) return localhost(path.slice('localhost/'.length));
+  return { type: 'unconfined' };
+}
+
 /** The VM's vCPUs and memory: from the pod's resources and overhead when kubelet sends them. */
 export function vmSize(linux: PodSandboxConfig['linux'], s: VmSizing): { cpus: number; memoryMiB: number } {
   const t = vmSizeFor(linux?.resources, linux?.overhead, s);
@@ -180,7 +218,8 @@ export function toContainerSpec(config: ContainerConfig | null, pod: PodSpec): C
   if (!image) throw invalidArgument('CreateContainer: config.image.image is required');
   const sc = config.linux?.security_context;
   checkNamespaces(sc?.namespace_options, 'CreateContainer');
-  checkSeccomp(sc, 'CreateContainer');
+  const seccomp = containerSeccomp(sc);
+  checkAppArmor(sc);
   // As containerd: without both a log directory and a log path the container runs with no log file.
   const logPath = config.log_path && pod.logDirectory ? `${pod.logDirectory}/${config.log_path}` : '';
   if (logPath && !logPath.startsWith('/')) throw invalidArgument(`CreateContainer: log_directory ${JSON.stringify(pod.logDirectory)} is not an absolute path`);
@@ -214,6 +253,7 @@ export function toContainerSpec(config: ContainerConfig | null, pod: PodSpec): C
     // none at all gets containerd's defaults, as its base spec has them.
     maskedPaths: sc?.masked_paths?.length ? sc.masked_paths : DEFAULT_MASKED_PATHS,
     readonlyPaths: sc?.readonly_paths?.length ? sc.readonly_paths : DEFAULT_READONLY_PATHS,
+    seccomp,
     stopSignal: config.stop_signal && config.stop_signal !== 'SIGNAL_RUNTIME_DEFAULT' ? String(config.stop_signal).replace(/^SIGNAL_/, '').replace('PLUS', '+') : '',
     devices: config.devices.map((d) => {
       if (!d.host_path?.startsWith('/') || !d.container_path?.startsWith('/')) throw invalidArgument('CreateContainer: a device needs absolute host_path and container_path');

@@ -65,6 +65,8 @@ export interface ContainerConfig {
       seccomp?: SecurityProfile | null;
       masked_paths?: string[];
       readonly_paths?: string[];
+      apparmor?: SecurityProfile | null;
+      apparmor_profile?: string;
     } | null;
   } | null;
 }

@@ -20,6 +20,7 @@ import { mountRootfs, unmountRootfs } from './rootfs-mount.js';
 import { containerDisks, plugDisks, unplugDisks } from './container-disks.js';
 import { memoryEmptyDir, POD_SHM } from './memory-volumes.js';
 import { stopSignalFor } from './stop-signal.js';
+import { seccompFilter } from './seccomp/index.js';
 import type { ContainerSpec } from './types.js';
 
 const log = logger('pod');
@@ -144,6 +145,8 @@ export async function createContainer(ctx: PodContext, podId: string, spec: Cont
     ];
     // First: a user mount under /dev/shm goes on top of it.
     if (!spec.mounts.some((m) => posix.normalize(m.containerPath) === '/dev/shm')) mounts.unshift({ ...POD_SHM, options: [...POD_SHM.options] });
+    const caps = spec.privileged ? [] : capabilities(spec);
+    const seccomp = await seccompFilter(spec.seccomp, caps);
     const guestSpec: GuestContainerSpec = {
       id,
       rootfs: `${GUEST_SHARE_DIR}/${id}/rootfs`,
@@ -159,12 +162,13 @@ export async function createContainer(ctx: PodContext, podId: string, spec: Cont
         stdin: spec.stdin,
       },
       mounts,
-      capabilities: spec.privileged ? [] : capabilities(spec),
+      capabilities: caps,
       noNewPrivileges: spec.noNewPrivileges,
       pidNamespace: pod.meta.spec.pidMode,
       resources: { ...spec.resources },
       maskedPaths: spec.maskedPaths ?? [],
       readonlyPaths: spec.readonlyPaths ?? [],
+      ...(seccomp ? { seccompFilter: seccomp } : {}),
     };
     if (spec.logPath) await mkdir(dirname(spec.logPath), { recursive: true });
     mark('spec ready');

@@ -98,6 +98,8 @@ export interface ContainerSpec {
   user: { uid?: number; username?: string; gid?: number; additionalGids: number[] };
   mounts: MountSpec[];
   devices?: DeviceSpec[];
+  /** The container's seccomp profile: none, frakti's RuntimeDefault, or a profile file on the host. */
+  seccomp?: { type: 'unconfined' } | { type: 'runtime-default' } | { type: 'localhost'; path: string };
   /** As the client asked ("SIGUSR1"; empty: the image's or SIGTERM); the record holds the one chosen. */
   stopSignal?: string;
   /** runc's maskedPaths and readonlyPaths (records from before they existed have none). */

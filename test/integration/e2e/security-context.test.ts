@@ -3,7 +3,7 @@
 // no_new_privs. Real daemon, real QEMU.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -22,10 +22,17 @@ before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'frakti-sec-'));
   reg = await startRegistry();
   image = `${reg.host}/sec:latest`;
-  const euid = join(dir, 'euid');
-  await execa('musl-gcc', ['-O2', '-static', '-o', euid, fileURLToPath(new URL('../../../../test/fixtures/euid.c', import.meta.url))]);
+  const tool = async (name: string) => {
+    const out = join(dir, name);
+    await execa('musl-gcc', ['-O2', '-static', '-o', out, fileURLToPath(new URL(`../../../../test/fixtures/${name}.c`, import.meta.url))]);
+    return readFile(out);
+  };
   const layers = await busyboxLayers();
-  layers.push([{ name: 'bin/', type: 'directory' }, { name: 'bin/euid', content: await readFile(euid), mode: 0o4755, uid: 0, gid: 0 }]);
+  layers.push([
+    { name: 'bin/', type: 'directory' },
+    { name: 'bin/euid', content: await tool('euid'), mode: 0o4755, uid: 0, gid: 0 },
+    { name: 'bin/sysprobe', content: await tool('sysprobe'), mode: 0o755 },
+  ]);
   const layout = join(dir, 'layout');
   const m = await writeImage(layout, { layers, config: { Cmd: ['sh'], WorkingDir: '/' } });
   await writeLayoutIndex(layout, m, 'latest');
@@ -130,4 +137,60 @@ test('StopContainer sends the image\'s STOPSIGNAL, or the one the client names, 
   const rt2 = await grpcError(rt.CreateContainer!({ pod_sandbox_id: pod, config: { metadata: { name: 'rt', attempt: 0 }, image: { image }, command: ['true'], stop_signal: 'SIGNAL_SIGRTMINPLUS3' }, sandbox_config: config }));
   assert.equal(rt2.code, status.INVALID_ARGUMENT);
   assert.match(rt2.details, /stop signal SIGRTMIN\+3 is not one/);
+});
+
+test('seccomp: RuntimeDefault, Unconfined and Localhost profiles hold in the container and its execs; bad profiles are refused', async (t) => {
+  const d = await daemonLeavingNothing(t, dir, 'seccomp');
+  const rt = d.client.runtime;
+  await d.client.image.PullImage!({ image: { image } }, { timeoutMs: 120_000 });
+  const noChmod = join(dir, 'no-chmod.json');
+  await writeFile(noChmod, JSON.stringify({ defaultAction: 'SCMP_ACT_ALLOW', architectures: ['SCMP_ARCH_X86_64'], syscalls: [{ names: ['chmod', 'fchmod', 'fchmodat'], action: 'SCMP_ACT_ERRNO' }] }));
+  const notJson = join(dir, 'not.json');
+  await writeFile(notJson, '{ not json');
+  const config = podConfig('seccomp', join(d.dir, 'logs'));
+  const { pod_sandbox_id: pod } = await rt.RunPodSandbox!({ config }, { timeoutMs: 120_000 });
+  const create = (name: string, sc: Record<string, unknown>) =>
+    rt.CreateContainer!({ pod_sandbox_id: pod, config: { metadata: { name, attempt: 0 }, image: { image }, command: ['sleep', '100000'], linux: { security_context: sc } }, sandbox_config: config }, { timeoutMs: 120_000 });
+  const ctr = async (name: string, sc: Record<string, unknown>) => {
+    const { container_id: c } = await create(name, sc);
+    await rt.StartContainer!({ container_id: c });
+    return c;
+  };
+  const mode = async (c: string, pid: string) => /^Seccomp:\s+(\d)/m.exec((await exec(d, c, `cat /proc/${pid}/status`)).out)?.[1];
+  const probe = async (c: string, nr: number, arg = 0) => (await exec(d, c, `/bin/sysprobe ${nr} ${arg}`)).out.trim();
+  const PERSONALITY = 135;
+  const SOCKET = 41;
+  const CHMOD = 90;
+
+  const def = await ctr('default', { seccomp: { profile_type: 'RuntimeDefault' } });
+  assert.equal(await mode(def, '1'), '2', 'the container\'s own process is filtered');
+  assert.equal(await mode(def, 'self'), '2', 'so is an exec');
+  assert.equal(await probe(def, PERSONALITY, 3), 'errno 1', 'an unusual personality is refused');
+  assert.equal(await probe(def, PERSONALITY, 0), 'ok');
+  assert.equal(await probe(def, SOCKET, 40), 'errno 1', 'no vsock socket');
+  assert.equal((await exec(d, def, 'echo works')).out, 'works\n');
+
+  const legacy = await ctr('legacy', { seccomp_profile_path: 'runtime/default' });
+  assert.equal(await mode(legacy, 'self'), '2');
+
+  const open = await ctr('open', {});
+  assert.equal(await mode(open, 'self'), '0', 'nothing asked: unconfined');
+  assert.equal(await probe(open, PERSONALITY, 3), 'ok');
+  assert.equal(await probe(open, CHMOD), 'errno 14', 'chmod(NULL) fails with EFAULT, not the filter');
+
+  for (const sc of [{ seccomp: { profile_type: 'Localhost', localhost_ref: noChmod } }, { seccomp_profile_path: `localhost/${noChmod}` }]) {
+    const c = await ctr(`local${Math.random().toString(16).slice(2, 6)}`, sc);
+    assert.equal(await probe(c, CHMOD), 'errno 1', 'the profile blocks chmod');
+    assert.equal(await probe(c, PERSONALITY, 3), 'ok', 'and nothing else');
+  }
+
+  for (const [sc, msg] of [
+    [{ seccomp: { profile_type: 'Localhost', localhost_ref: notJson } }, /seccomp profile .*not\.json: not JSON/],
+    [{ seccomp: { profile_type: 'Localhost', localhost_ref: join(dir, 'missing.json') } }, /missing\.json: cannot be read/],
+    [{ seccomp_profile_path: 'no-chmod' }, /seccomp profile "no-chmod" is not unconfined, runtime\/default/],
+  ] as const) {
+    const e = await grpcError(create(`bad${Math.random().toString(16).slice(2, 6)}`, sc));
+    assert.equal(e.code, status.INVALID_ARGUMENT, e.details);
+    assert.match(e.details, msg);
+  }
 });

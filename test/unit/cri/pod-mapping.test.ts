@@ -76,9 +76,31 @@ test('host CPU numbers from kubelet\'s CPU manager are not passed into the guest
   assert.equal(codeOf(() => toContainerSpec(group({ run_as_group: { value: '1000' } }), pod)), 'INVALID_ARGUMENT');
   assert.equal(toContainerSpec(group({ run_as_group: { value: '1000' }, run_as_user: { value: '1000' } }), pod).user.gid, 1000);
   // seccomp names as containerd takes them; an unknown one is refused (critest: a profile without localhost/).
-  for (const ok of ['', 'unconfined', 'runtime/default', 'docker/default', 'localhost/profiles/a.json']) toContainerSpec(group({ seccomp_profile_path: ok }), pod);
+  for (const ok of ['', 'unconfined', 'runtime/default', 'docker/default', 'localhost//var/lib/kubelet/seccomp/a.json']) toContainerSpec(group({ seccomp_profile_path: ok }), pod);
   assert.equal(codeOf(() => toContainerSpec(group({ seccomp_profile_path: '/abs/profile.json' }), pod)), 'INVALID_ARGUMENT');
   assert.equal(codeOf(() => toContainerSpec(group({ seccomp: { profile_type: 'Localhost', localhost_ref: '' } }), pod)), 'INVALID_ARGUMENT');
   toContainerSpec(group({ seccomp: { profile_type: 'RuntimeDefault', localhost_ref: '' }, seccomp_profile_path: 'ignored/when/seccomp/is/set' }), pod);
   assert.equal(toContainerSpec(containerConfig({ working_dir: '/app/not/in/image' }), pod).workingDir, '/app/not/in/image');
+});
+
+test('seccomp, AppArmor, masked paths and the stop signal as containerd reads them', () => {
+  const pod = toPodSpec(podConfig(), '', sizing);
+  const sc = (s: Record<string, unknown>) => containerConfig({ linux: { resources: null, security_context: { privileged: false, capabilities: null, namespace_options: null, run_as_user: null, run_as_username: '', run_as_group: null, readonly_rootfs: false, supplemental_groups: [], no_new_privs: false, ...s } } });
+  assert.deepEqual(toContainerSpec(sc({}), pod).seccomp, { type: 'unconfined' });
+  assert.deepEqual(toContainerSpec(sc({ seccomp: { profile_type: 'RuntimeDefault', localhost_ref: '' } }), pod).seccomp, { type: 'runtime-default' });
+  assert.deepEqual(toContainerSpec(sc({ seccomp_profile_path: 'docker/default' }), pod).seccomp, { type: 'runtime-default' });
+  assert.deepEqual(toContainerSpec(sc({ seccomp_profile_path: 'localhost//etc/p.json' }), pod).seccomp, { type: 'localhost', path: '/etc/p.json' });
+  assert.equal(codeOf(() => toContainerSpec(sc({ seccomp: { profile_type: 'Localhost', localhost_ref: 'rel.json' } }), pod)), 'INVALID_ARGUMENT');
+  // AppArmor: the default and unconfined are taken; a named profile cannot be applied in a VM.
+  assert.equal(codeOf(() => toContainerSpec(sc({ apparmor: { profile_type: 'RuntimeDefault', localhost_ref: '' } }), pod)), 'OK');
+  assert.equal(codeOf(() => toContainerSpec(sc({ apparmor_profile: 'runtime/default' }), pod)), 'OK');
+  assert.equal(codeOf(() => toContainerSpec(sc({ apparmor: { profile_type: 'Localhost', localhost_ref: 'k8s-nginx' } }), pod)), 'INVALID_ARGUMENT');
+  assert.equal(codeOf(() => toContainerSpec(sc({ apparmor_profile: 'localhost/k8s-nginx' }), pod)), 'INVALID_ARGUMENT');
+  // No lists: containerd's defaults; lists given: as they are.
+  assert.ok(toContainerSpec(sc({}), pod).maskedPaths?.includes('/proc/kcore'));
+  assert.deepEqual(toContainerSpec(sc({ masked_paths: ['/x'], readonly_paths: ['/y'] }), pod).readonlyPaths, ['/y']);
+  assert.equal(toContainerSpec(containerConfig({ stop_signal: 'SIGNAL_SIGUSR1' }), pod).stopSignal, 'SIGUSR1');
+  assert.equal(toContainerSpec(containerConfig({ stop_signal: 'SIGNAL_RUNTIME_DEFAULT' }), pod).stopSignal, '');
+  assert.equal(codeOf(() => toPodSpec(podConfig({ linux: { sysctls: { 'kernel.panic': '1' } } }), '', sizing)), 'INVALID_ARGUMENT');
+  assert.equal(codeOf(() => toPodSpec(podConfig({ linux: { sysctls: { 'net.ipv4.ip_forward': '1', 'kernel.shm_rmid_forced': '1', 'fs.mqueue.msg_max': '20' } } }), '', sizing)), 'OK');
 });
