@@ -2,11 +2,14 @@
 // (exec, output streams closed, exit event) against a ping round trip on the
 // same channel (the floor: one request, one answer); output throughput of a
 // container process against raw channel throughput (large pings); the
-// agent's memory in the guest; the initrd's size.
+// agent's memory in the guest; the initrd's size. And exec `true` in a
+// container under frakti's RuntimeDefault seccomp filter against the same in
+// an unconfined one (the filter's cost), alternating.
 import { stat } from 'node:fs/promises';
 import { performance } from 'node:perf_hooks';
 import { guestAssets } from '../src/vmm/index.js';
 import { execProc, proc, readAll, startAgentVm } from '../test/helpers/agent-vm.js';
+import { compileSeccomp, runtimeDefaultProfile } from '../src/pod/seccomp/index.js';
 import { median, report, round, timeMs } from './runner.js';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 30);
@@ -25,15 +28,27 @@ async function main(): Promise<void> {
     const init = await pod.agent.startContainer('bench');
     init.stdout.resume();
     init.stderr.resume();
+    const filtered = await pod.rootfs('filtered');
+    await pod.agent.createContainer({
+      id: 'filtered', rootfs: filtered, readonlyRootfs: false, hostname: 'filtered', process: proc(['sleep', '100000']),
+      mounts: [], capabilities: [], noNewPrivileges: true, pidNamespace: 'container', resources: {},
+      seccompFilter: compileSeccomp(runtimeDefaultProfile([])),
+    });
+    const finit = await pod.agent.startContainer('filtered');
+    finit.stdout.resume();
+    finit.stderr.resume();
 
     const ping: number[] = [];
     for (let i = 0; i < RUNS; i++) ping.push(await timeMs(() => pod.agent.ping()));
     const execTrue: number[] = [];
+    const execFiltered: number[] = [];
+    const execIn = (cid: string, id: string) => timeMs(async () => {
+      const p = await pod.agent.exec(cid, id, execProc(['true']));
+      await Promise.all([readAll(p.stdout), readAll(p.stderr), pod.agent.wait(cid, id)]);
+    });
     for (let i = 0; i < RUNS; i++) {
-      execTrue.push(await timeMs(async () => {
-        const p = await pod.agent.exec('bench', `t${i}`, execProc(['true']));
-        await Promise.all([readAll(p.stdout), readAll(p.stderr), pod.agent.wait('bench', `t${i}`)]);
-      }));
+      execTrue.push(await execIn('bench', `t${i}`));
+      execFiltered.push(await execIn('filtered', `f${i}`));
     }
 
     // Raw channel: echo pings of PING_BYTES, bytes counted one way (the answer).
@@ -73,6 +88,8 @@ async function main(): Promise<void> {
       accel: 'tcg',
       ratio: round(execMs / pingMs, 2),
       throughput_ratio: round(outMBps / rawMBps, 2),
+      exec_true_runtime_default_seccomp_median_ms: round(median(execFiltered), 2),
+      seccomp_ratio: round(median(execFiltered) / execMs, 3),
     });
   } finally {
     await pod.stop();

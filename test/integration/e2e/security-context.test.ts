@@ -3,13 +3,13 @@
 // no_new_privs. Real daemon, real QEMU.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, realpath, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
 import { status } from '@grpc/grpc-js';
-import { busyboxLayers, pushImage, startRegistry, writeImage, writeLayoutIndex, type Registry } from '../../helpers/image-registry.js';
+import { busyboxLayers, pushImage, startRegistry, writeImage, writeLayoutIndex, type LayerEntry, type Registry } from '../../helpers/image-registry.js';
 import { grpcError, type RunningDaemon } from '../../helpers/cri-client.js';
 import { daemonLeavingNothing } from '../../helpers/e2e-daemon.js';
 
@@ -17,6 +17,29 @@ let dir: string;
 let reg: Registry;
 let image: string;
 let usr1Image: string;
+let netImage: string;
+
+/** Debian's iptables (legacy), with the libraries and xtables modules it loads, for an image. */
+async function iptablesLayer(): Promise<LayerEntry[]> {
+  const libDir = '/usr/lib/x86_64-linux-gnu';
+  const file = async (path: string, mode = 0o755): Promise<LayerEntry> => ({ name: path.slice(1), content: await readFile(await realpath(path)), mode });
+  const libs = ['libc.so.6', 'ld-linux-x86-64.so.2', 'libxtables.so.12', 'libip4tc.so.2', 'libip6tc.so.2'];
+  const modules = ['libxt_REDIRECT.so', 'libxt_tcp.so', 'libxt_udp.so', 'libxt_owner.so', 'libxt_standard.so'];
+  return [
+    { name: 'usr/', type: 'directory' }, { name: 'usr/lib/', type: 'directory' }, { name: 'usr/lib/x86_64-linux-gnu/', type: 'directory' },
+    { name: 'usr/lib/x86_64-linux-gnu/xtables/', type: 'directory' }, { name: 'usr/sbin/', type: 'directory' },
+    ...(await Promise.all(libs.map((l) => file(`${libDir}/${l}`)))),
+    ...(await Promise.all(modules.map((m) => file(`${libDir}/xtables/${m}`)))),
+    { name: 'lib', type: 'symlink', linkname: 'usr/lib' },
+    { name: 'lib64/', type: 'directory' },
+    { name: 'lib64/ld-linux-x86-64.so.2', type: 'symlink', linkname: `${libDir}/ld-linux-x86-64.so.2` },
+    await file('/usr/sbin/xtables-legacy-multi'),
+    { name: 'bin/iptables', type: 'symlink', linkname: '/usr/sbin/xtables-legacy-multi' },
+    { name: 'bin/brctl', type: 'symlink', linkname: 'busybox' },
+    { name: 'bin/ip', type: 'symlink', linkname: 'busybox' },
+    { name: 'run/', type: 'directory' },
+  ];
+}
 
 before(async () => {
   dir = await mkdtemp(join(tmpdir(), 'frakti-sec-'));
@@ -43,6 +66,11 @@ before(async () => {
   const m2 = await writeImage(layout2, { layers, config: { Cmd: ['sh'], WorkingDir: '/', StopSignal: 'SIGUSR1' } });
   await writeLayoutIndex(layout2, m2, 'latest');
   await pushImage(layout2, usr1Image);
+  netImage = `${reg.host}/sec:net`;
+  const layout3 = join(dir, 'layout-net');
+  const m3 = await writeImage(layout3, { layers: [...layers, await iptablesLayer()], config: { Cmd: ['sh'], WorkingDir: '/' } });
+  await writeLayoutIndex(layout3, m3, 'latest');
+  await pushImage(layout3, netImage);
 });
 
 after(async () => {
@@ -193,4 +221,44 @@ test('seccomp: RuntimeDefault, Unconfined and Localhost profiles hold in the con
     assert.equal(e.code, status.INVALID_ARGUMENT, e.details);
     assert.match(e.details, msg);
   }
+});
+
+test('NET_ADMIN in the pod: a bridge, and an iptables NAT REDIRECT rule as a service mesh\'s init container writes it, which then redirects', async (t) => {
+  const d = await daemonLeavingNothing(t, dir, 'netadmin');
+  const rt = d.client.runtime;
+  await d.client.image.PullImage!({ image: { image: netImage } }, { timeoutMs: 120_000 });
+  const config = podConfig('netadmin', join(d.dir, 'logs'));
+  const { pod_sandbox_id: pod } = await rt.RunPodSandbox!({ config }, { timeoutMs: 120_000 });
+  const ctr = async (name: string, add: string[]) => {
+    const { container_id: c } = await rt.CreateContainer!({
+      pod_sandbox_id: pod,
+      config: {
+        metadata: { name, attempt: 0 },
+        image: { image: netImage },
+        command: ['sh', '-c', 'while true; do echo redirected | nc -l -p 9090; done'],
+        linux: { security_context: { capabilities: { add_capabilities: add, drop_capabilities: [] } } },
+      },
+      sandbox_config: config,
+    }, { timeoutMs: 120_000 });
+    await rt.StartContainer!({ container_id: c });
+    return c;
+  };
+  const admin = await ctr('admin', ['NET_ADMIN', 'NET_RAW']);
+  const br = await exec(d, admin, 'brctl addbr brtest && ip link set brtest up && ip link show brtest');
+  assert.equal(br.code, 0, br.err);
+  assert.match(br.out, /brtest/);
+  const rule = await exec(d, admin, 'iptables -t nat -A OUTPUT -p tcp --dport 8080 -m owner ! --uid-owner 1337 -j REDIRECT --to-ports 9090 && iptables -t nat -S OUTPUT');
+  assert.equal(rule.code, 0, rule.err);
+  assert.match(rule.out, /-A OUTPUT -p tcp -m tcp --dport 8080 -m owner ! --uid-owner 1337 -j REDIRECT --to-ports 9090/);
+  let got = '';
+  for (let i = 0; i < 20 && got !== 'redirected'; i++) {
+    got = (await exec(d, admin, 'nc -w 3 127.0.0.1 8080 </dev/null')).out.trim();
+    if (got !== 'redirected') await new Promise((r) => setTimeout(r, 250));
+  }
+  assert.equal(got, 'redirected', 'a connection to 8080 reached the listener on 9090');
+  // Without NET_ADMIN the same tools are refused.
+  const plain = await ctr('plain', []);
+  const refused = await exec(d, plain, 'iptables -t nat -S OUTPUT');
+  assert.notEqual(refused.code, 0);
+  assert.notEqual((await exec(d, plain, 'brctl addbr brno')).code, 0);
 });
