@@ -484,7 +484,7 @@ set_user_and_caps (const char *id, const Frakti__Agent__V1__ContainerSpec *spec,
 {
   struct __user_cap_header_struct hdr = { .version = _LINUX_CAPABILITY_VERSION_3, .pid = 0 };
   struct __user_cap_data_struct data[2];
-  uint64_t keep = 0;
+  uint64_t keep = 0, ambient = 0;
   gid_t groups[256];
 
   for (size_t i = 0; i < spec->n_capabilities; i++)
@@ -510,14 +510,22 @@ set_user_and_caps (const char *id, const Frakti__Agent__V1__ContainerSpec *spec,
   if (setresuid ((uid_t) uid, (uid_t) uid, (uid_t) uid) < 0)
     die (errno, "setuid %lld in container %s", (long long) uid, id);
   prctl (PR_SET_KEEPCAPS, 0, 0, 0, 0);
-  /* Effective = permitted = the list; inheritable and ambient stay empty
-   * (as containerd sets them since CVE-2022-24769). */
+  /* Effective = permitted = the list; inheritable and ambient hold only what
+   * the CRI asks as ambient (empty otherwise, as containerd sets them since
+   * CVE-2022-24769): an ambient capability must be inheritable too. */
+  for (size_t i = 0; i < spec->n_ambient_capabilities; i++)
+    ambient |= 1ULL << capability_number (spec->ambient_capabilities[i]);
   memset (data, 0, sizeof (data));
   data[0].effective = data[0].permitted = (uint32_t) keep;
   data[1].effective = data[1].permitted = (uint32_t) (keep >> 32);
+  data[0].inheritable = (uint32_t) (ambient & keep);
+  data[1].inheritable = (uint32_t) ((ambient & keep) >> 32);
   if (syscall (SYS_capset, &hdr, data) < 0)
     die (errno, "set capabilities in container %s", id);
   prctl (PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
+  for (int c = 0; c < 64; c++)
+    if ((ambient & keep & (1ULL << c)) && prctl (PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, c, 0, 0) < 0)
+      die (errno, "raise ambient capability %d in container %s", c, id);
   if (spec->no_new_privileges && prctl (PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
     die (errno, "set no_new_privs in container %s", id);
 }

@@ -462,6 +462,14 @@ check_spec (const Frakti__Agent__V1__ContainerSpec *spec, struct agent_error *er
   for (size_t i = 0; i < spec->n_readonly_paths; i++)
     if (! valid_path (spec->readonly_paths[i]))
       return agent_error_set (err, EINVAL, "invalid read-only path in container %s", spec->id);
+  for (size_t i = 0; i < spec->n_ambient_capabilities; i++)
+    {
+      bool held = false;
+      for (size_t j = 0; j < spec->n_capabilities; j++)
+        held |= strcmp (spec->ambient_capabilities[i], spec->capabilities[j]) == 0;
+      if (capability_number (spec->ambient_capabilities[i]) < 0 || ! held)
+        return agent_error_set (err, EINVAL, "ambient capability `%.64s` of container %s is not one of its capabilities", spec->ambient_capabilities[i], spec->id);
+    }
   if (spec->seccomp_filter.len % 8 != 0 || spec->seccomp_filter.len > 4096 * 8)
     return agent_error_set (err, EINVAL, "container %s: the seccomp filter is not a BPF program of at most 4096 instructions", spec->id);
   if (strlen (spec->hostname) > 64)

@@ -170,6 +170,12 @@ function pathList(v: string[] | undefined, what: string): string[] {
   return paths.map((p) => absPath(p, what));
 }
 
+function capabilityName(c: string): string {
+  const v = str(c, 'capability', 64);
+  if (!/^(CAP_)?[A-Z_]+$/.test(v)) throw bad(`invalid capability ${JSON.stringify(v)}`);
+  return v.startsWith('CAP_') ? v : `CAP_${v}`;
+}
+
 function seccompBody(f: Buffer | undefined): Buffer {
   if (f === undefined) return Buffer.alloc(0);
   if (!Buffer.isBuffer(f) || f.length % 8 !== 0 || f.length > 4096 * 8) throw bad('seccompFilter must be a BPF program of at most 4096 instructions');
@@ -185,16 +191,13 @@ export function containerSpecBody(spec: GuestContainerSpec): Record<string, unkn
     hostname: str(spec.hostname, 'hostname', 64),
     process: processBody(spec.process, false),
     mounts: list<GuestMount>(spec.mounts, 'mounts').map(mountBody),
-    capabilities: list<string>(spec.capabilities, 'capabilities').map((c) => {
-      const v = str(c, 'capability', 64);
-      if (!/^(CAP_)?[A-Z_]+$/.test(v)) throw bad(`invalid capability ${JSON.stringify(v)}`);
-      return v.startsWith('CAP_') ? v : `CAP_${v}`;
-    }),
+    capabilities: list<string>(spec.capabilities, 'capabilities').map((c) => capabilityName(c)),
     noNewPrivileges: Boolean(spec.noNewPrivileges),
     ownPidNamespace: spec.pidNamespace === 'container',
     resources: resourcesBody(spec.resources ?? {}),
     maskedPaths: pathList(spec.maskedPaths, 'maskedPaths'),
     readonlyPaths: pathList(spec.readonlyPaths, 'readonlyPaths'),
     seccompFilter: seccompBody(spec.seccompFilter),
+    ambientCapabilities: list<string>(spec.ambientCapabilities ?? [], 'ambientCapabilities').map((c) => capabilityName(c)),
   };
 }

@@ -87,6 +87,8 @@ export interface GuestContainerSpec {
   maskedPaths?: string[];
   /** Read-only in the container (runc's readonlyPaths). */
   readonlyPaths?: string[];
+  /** Of `capabilities`: raised as ambient too (kept by a non-root user across execve). */
+  ambientCapabilities?: string[];
   /** A compiled seccomp filter: struct sock_filter entries; absent: unconfined. */
   seccompFilter?: Buffer;
 }

@@ -12,3 +12,4 @@ export type { HandlerTable, AnyUnary, AnyStream } from './service-table.js';
 export type { CallContext } from './rpc-wrapper.js';
 export { streamedList } from './list-streaming.js';
 export type { VmSizing } from './pod-mapping.js';
+export { DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS } from './pod-mapping.js';

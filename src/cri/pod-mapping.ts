@@ -268,7 +268,7 @@ export function toContainerSpec(config: ContainerConfig | null, pod: PodSpec): C
     annotations: stringMap(config.annotations, 'annotations'),
     readonlyRootfs: sc?.readonly_rootfs ?? false,
     privileged: sc?.privileged ?? false,
-    capabilities: { add: sc?.capabilities?.add_capabilities ?? [], drop: sc?.capabilities?.drop_capabilities ?? [] },
+    capabilities: { add: sc?.capabilities?.add_capabilities ?? [], drop: sc?.capabilities?.drop_capabilities ?? [], ambient: sc?.capabilities?.add_ambient_capabilities ?? [] },
     noNewPrivileges: sc?.no_new_privs ?? false,
     resources: resources(config.linux?.resources),
   };

@@ -52,7 +52,7 @@ export interface ContainerConfig {
   linux: {
     resources: LinuxContainerResources | null;
     security_context: {
-      capabilities: { add_capabilities: string[]; drop_capabilities: string[] } | null;
+      capabilities: { add_capabilities: string[]; drop_capabilities: string[]; add_ambient_capabilities?: string[] } | null;
       privileged: boolean;
       namespace_options: NamespaceOption | null;
       run_as_user: Int64Value | null;

@@ -59,6 +59,15 @@ const KNOWN_CAPABILITIES = new Set(ALL_CAPABILITIES);
  * case, with or without `CAP_`. A name the guest kernel does not know is
  * left out with a warning (runc ignores it likewise).
  */
+/** The CRI's add_ambient_capabilities, as CAP_ names the agent knows. */
+export function ambientCapabilities(spec: Pick<ContainerSpec, 'capabilities'>): string[] {
+  const norm = (c: string) => (c.toUpperCase().startsWith('CAP_') ? c.toUpperCase() : `CAP_${c.toUpperCase()}`);
+  const ambient = (spec.capabilities.ambient ?? []).map(norm);
+  const unknown = ambient.filter((c) => !KNOWN_CAPABILITIES.has(c));
+  if (unknown.length > 0) throw new PodError('INVALID_ARGUMENT', `unknown ambient capabilities: ${unknown.slice(0, 8).join(', ')}`);
+  return ambient;
+}
+
 export function capabilities(spec: Pick<ContainerSpec, 'capabilities' | 'name'>): string[] {
   const norm = (c: string) => (c.toUpperCase().startsWith('CAP_') ? c.toUpperCase() : `CAP_${c.toUpperCase()}`);
   const isAll = (c: string) => c.toUpperCase() === 'ALL';
@@ -68,6 +77,8 @@ export function capabilities(spec: Pick<ContainerSpec, 'capabilities' | 'name'>)
   if (drop.some(isAll)) caps = new Set();
   for (const c of add.filter((x) => !isAll(x))) caps.add(norm(c));
   for (const c of drop.filter((x) => !isAll(x))) caps.delete(norm(c));
+  // An ambient capability is held too: asking for it means the process should have it.
+  for (const c of ambientCapabilities(spec)) caps.add(c);
   const unknown = [...caps].filter((c) => !KNOWN_CAPABILITIES.has(c));
   if (unknown.length > 0) log.warn('unknown capabilities left out', { container: spec.name, capabilities: unknown.slice(0, 16) });
   return [...caps].filter((c) => KNOWN_CAPABILITIES.has(c));
@@ -163,6 +174,7 @@ export async function createContainer(ctx: PodContext, podId: string, spec: Cont
       },
       mounts,
       capabilities: caps,
+      ambientCapabilities: ambientCapabilities(spec),
       noNewPrivileges: spec.noNewPrivileges,
       pidNamespace: pod.meta.spec.pidMode,
       resources: { ...spec.resources },

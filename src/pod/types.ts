@@ -113,7 +113,8 @@ export interface ContainerSpec {
   annotations: Record<string, string>;
   readonlyRootfs: boolean;
   privileged: boolean;
-  capabilities: { add: string[]; drop: string[] };
+  /** ambient: also raised as ambient (kept by a non-root user across execve); records from before it have none. */
+  capabilities: { add: string[]; drop: string[]; ambient?: string[] };
   noNewPrivileges: boolean;
   resources: ContainerResources;
 }

@@ -13,6 +13,7 @@ import { choosePodNetwork } from '../../pod/pod-network-source.js';
 import { errorMessage } from '../../lib/errors.js';
 import { setAssetRoot } from '../../lib/shipped-files.js';
 import { UsageError } from '../cli-error.js';
+import { DEFAULT_MASKED_PATHS, DEFAULT_READONLY_PATHS } from '../../cri/index.js';
 import { DEFAULT_ROOT_DIR, DEFAULT_STATE_DIR } from '../defaults.js';
 import { constants } from 'node:fs';
 import { access } from 'node:fs/promises';
@@ -148,6 +149,8 @@ export async function run(argv: string[]): Promise<number> {
       name: 'main', attempt: 0, imageRef: image, imageId: '', command: cmd, args: [], env, workingDir: v.workdir ?? '',
       user: { uid, additionalGids: [] }, mounts: [], logPath: join(logDir, 'main.log'), tty: v.tty!, stdin: v.interactive!, stdinOnce: v.interactive!,
       labels: {}, annotations: {}, readonlyRootfs: false, privileged: false, capabilities: { add: [], drop: [] }, noNewPrivileges: false, resources: {},
+      // As `docker run`: the default seccomp profile and masked paths.
+      seccomp: { type: 'runtime-default' }, maskedPaths: DEFAULT_MASKED_PATHS, readonlyPaths: DEFAULT_READONLY_PATHS,
     });
     manager.tapOutput(ctr, (stream, chunk) => (stream === 'stdout' ? process.stdout : process.stderr).write(chunk));
     await manager.startContainer(ctr);

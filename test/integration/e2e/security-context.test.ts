@@ -132,6 +132,14 @@ test('masked and read-only paths, the pod\'s sysctls, setuid with and without no
   assert.equal((await exec(d, escalates, '/bin/euid')).out, 'uid=1000 euid=0\n');
   const nnp = await ctr('nnp', { run_as_user: { value: '1000' }, no_new_privs: true });
   assert.equal((await exec(d, nnp, '/bin/euid')).out, 'uid=1000 euid=1000\n');
+
+  // A non-root process keeps an ambient capability across execve, and only that one.
+  const caps = async (c: string) => Object.fromEntries([...(await exec(d, c, 'cat /proc/self/status')).out.matchAll(/^(Cap\w+):\s+([0-9a-f]+)$/gm)].map((m) => [m[1], m[2]]));
+  const amb = await ctr('ambient', { run_as_user: { value: '1000' }, capabilities: { add_capabilities: [], drop_capabilities: [], add_ambient_capabilities: ['NET_BIND_SERVICE'] } });
+  const held = await caps(amb);
+  assert.equal(held.CapAmb, '0000000000000400');
+  assert.equal(held.CapEff, '0000000000000400', 'CAP_NET_BIND_SERVICE effective for uid 1000');
+  assert.equal((await caps(nnp)).CapEff, '0000000000000000', 'without ambient, uid 1000 holds none');
 });
 
 test('StopContainer sends the image\'s STOPSIGNAL, or the one the client names, and returns once the process is gone', async (t) => {
