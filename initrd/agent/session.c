@@ -86,15 +86,22 @@ session_check_stall (struct session *s)
   const uint8_t *m;
   size_t skip;
 
-  if (s->stalled_len == 0 || s->stalled_len != s->in_len || s->state == SESSION_UNSYNCED)
+  m = s->stalled_len == 0 || s->state == SESSION_UNSYNCED || s->in_len <= FRAME_HEADER_BYTES
+        ? NULL
+        : memmem (s->in + FRAME_HEADER_BYTES, s->in_len - FRAME_HEADER_BYTES, HOST_MAGIC, MAGIC_BYTES);
+  if (m == NULL)
     {
       s->stalled_len = 0;
       return;
     }
+  if (s->stalled_len != s->in_len)
+    {
+      /* More came since (the rest of a new host's HELLO, say): look again once it stops. */
+      s->stalled_len = s->in_len;
+      port_check_stall_later (s);
+      return;
+    }
   s->stalled_len = 0;
-  m = memmem (s->in + FRAME_HEADER_BYTES, s->in_len - FRAME_HEADER_BYTES, HOST_MAGIC, MAGIC_BYTES);
-  if (m == NULL)
-    return;
   agent_log ("a host left in the middle of a frame: starting over at the next host's magic");
   skip = (size_t) (m - s->in);
   memmove (s->in, m, s->in_len - skip);

@@ -281,12 +281,20 @@ export function mixedImageHandlers(vm: HandlerTable, d: MixedDeps): HandlerTable
       ...vm.unary,
       PullImage: async (req, ctx) => {
         const theirs = os.present()
-          ? os.call('image', 'PullImage', req, ctx, OS_PULL_TIMEOUT_MS).catch((err: unknown) => {
-              log.warn('OS runtime did not pull the image; pods that need the host cannot use it', { image: req?.image?.image, err: errorMessage(err) });
-            })
-          : undefined;
+          ? os.call('image', 'PullImage', req, ctx, OS_PULL_TIMEOUT_MS).then(
+              () => true,
+              (err: unknown) => {
+                log.warn('OS runtime did not pull the image; pods that need the host cannot use it', { image: req?.image?.image, err: errorMessage(err) });
+                return false;
+              },
+            )
+          : Promise.resolve(false);
         try {
           return await pull(req, ctx);
+        } catch (err) {
+          // Failed for the node: kubelet will not see the image, so neither store keeps it.
+          if (await theirs) await os.call('image', 'RemoveImage', { image: req?.image }).catch(() => {});
+          throw err;
         } finally {
           await theirs;
         }

@@ -77,7 +77,9 @@ export async function plugDisks(qmp: QmpClient, containerId: string, disks: Disk
     try {
       await hotplugBlock(qmp, { id, path, readonly: d.readonly, serial: id });
     } catch (err) {
-      throw new PodError('INVALID_ARGUMENT', `block device ${d.hostPath} for ${d.destination}: QEMU refused it: ${errorMessage(err)}`, {}, err);
+      // Another container of the pod took the last root port meanwhile: the same bound as above.
+      const full = /no free PCIe root port/.test(errorMessage(err));
+      throw new PodError(full ? 'RESOURCE_EXHAUSTED' : 'INVALID_ARGUMENT', `block device ${d.hostPath} for ${d.destination}: ${full ? `a VM pod holds at most ${MAX_POD_DISKS} block devices` : `QEMU refused it: ${errorMessage(err)}`}`, {}, err);
     }
     undo.push(`unplug ${id}`, () => unplugBlock(qmp, id));
     out.push({ kind: d.node ? 'blockdev' : 'block', serial: id, destination: d.destination, readonly: d.readonly });

@@ -167,10 +167,15 @@ export function compileSeccomp(profile: SeccompProfile): Buffer {
   ];
   rules.forEach((r, i) => {
     const where = `syscalls[${i}]`;
-    const names = [...(r.names ?? []), ...(r.name ? [r.name] : [])];
+    if (typeof r !== 'object' || r === null) throw bad(`${where}: not an object`);
+    const listed = r.names ?? [];
+    if (!Array.isArray(listed) || listed.some((n) => typeof n !== 'string')) throw bad(`${where}: names must be a list of strings`);
+    if (r.name !== undefined && typeof r.name !== 'string') throw bad(`${where}: name must be a string`);
+    const names = [...listed, ...(r.name ? [r.name] : [])];
     if (names.length === 0) throw bad(`${where}: no syscall names`);
     const ret = actionValue(r.action, r.errnoRet, where);
     const args = r.args ?? [];
+    if (!Array.isArray(args) || args.some((a) => typeof a !== 'object' || a === null)) throw bad(`${where}: args must be a list of objects`);
     for (const name of names) {
       const nr = X86_64_SYSCALLS[name];
       // Names of other architectures or newer kernels are skipped, as libseccomp skips them.

@@ -375,9 +375,17 @@ async function rawHost() {
   await once(raw, 'connect');
   let buf = Buffer.alloc(0);
   raw.on('data', (d: Buffer) => (buf = Buffer.concat([buf, d])));
-  const hello = async (waitMs: number) => {
+  /** `splitMs`: the HELLO frame follows its magic after this long, in a write of its own. */
+  const hello = async (waitMs: number, splitMs = 0) => {
     const nonce = randomBytes(16);
-    raw.write(Buffer.concat([HOST_MAGIC, encodeFrame({ type: FrameType.HELLO, streamId: 0, flags: 0, payload: pack('Hello', { protocolVersion: 1, nonce }) })]));
+    const frame = encodeFrame({ type: FrameType.HELLO, streamId: 0, flags: 0, payload: pack('Hello', { protocolVersion: 1, nonce }) });
+    if (splitMs > 0) {
+      raw.write(HOST_MAGIC);
+      await sleep(splitMs);
+      raw.write(frame);
+    } else {
+      raw.write(Buffer.concat([HOST_MAGIC, frame]));
+    }
     const marker = Buffer.concat([AGENT_MAGIC, nonce]);
     for (let i = 0; i < waitMs / 25 && buf.indexOf(marker) < 0; i++) await sleep(25);
     const at = buf.indexOf(marker);
@@ -469,6 +477,9 @@ test('a half frame holding a new host\'s magic and HELLO stalls: the agent start
   assert.ok((await hello(5000)) >= 0, 'agent answered the raw handshake');
   raw.write(halfFrame);
   assert.ok((await hello(10_000)) >= 0, 'agent answered the HELLO that followed the half frame');
+  // Again, with the HELLO arriving a while after its magic: the agent waits until the bytes stop.
+  raw.write(halfFrame);
+  assert.ok((await hello(10_000, 400)) >= 0, 'agent answered a HELLO that came in two parts');
   raw.destroy();
   const next = await pod.reconnect();
   assert.equal((await next.listContainers({ timeoutMs: 10_000 })).find((c) => c.id === 'main')?.state, 'running');

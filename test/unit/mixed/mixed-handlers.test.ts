@@ -11,7 +11,7 @@ import * as grpc from '@grpc/grpc-js';
 import { loadCriServices } from '../../../src/cri/proto.js';
 import { CriError } from '../../../src/cri/errors.js';
 import type { CallContext, HandlerTable } from '../../../src/cri/index.js';
-import { mixedRuntimeHandlers, OsRuntime, type MixedDeps } from '../../../src/mixed/index.js';
+import { mixedImageHandlers, mixedRuntimeHandlers, OsRuntime, type MixedDeps } from '../../../src/mixed/index.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 let dir: string;
@@ -55,6 +55,10 @@ before(async () => {
     PullImage: unary('PullImage', () => {
       osHasImage = true;
       return { image_ref: 'sha256:' + 'a'.repeat(64) };
+    }),
+    RemoveImage: unary('RemoveImage', () => {
+      osHasImage = false;
+      return {};
     }),
   });
   await new Promise<void>((resolve, reject) => server.bindAsync(`unix://${socket}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())));
@@ -170,4 +174,21 @@ test('no OS runtime socket on the node: frakti answers alone, as without mixed r
   );
   const none = mixedRuntimeHandlers(vmTable(), deps(undefined), vmImages).unary!;
   await assert.rejects(none.RunPodSandbox!({ config: {}, runtime_handler: 'runc' }, ctx()), (e: unknown) => e instanceof CriError && e.code === 'FAILED_PRECONDITION' && /runtime handler runc.*none is configured/.test(e.message));
+});
+
+test('a pull frakti fails leaves the image in neither store; one it makes is in both', async () => {
+  const os = new OsRuntime(`unix://${socket}`);
+  try {
+    const failing = mixedImageHandlers({ unary: { PullImage: async () => Promise.reject(new CriError('UNAVAILABLE', 'registry down')), RemoveImage: async () => ({}) } }, deps(os)).unary!;
+    osHasImage = false;
+    calls.length = 0;
+    await assert.rejects(failing.PullImage!({ image: { image: 'reg/busybox:latest' } }, ctx()), /registry down/);
+    assert.deepEqual(calls.map((c) => c.method), ['PullImage', 'RemoveImage']);
+    assert.equal(osHasImage, false);
+    const working = mixedImageHandlers({ unary: { PullImage: async () => ({ image_ref: 'sha256:' + 'a'.repeat(64) }), RemoveImage: async () => ({}) } }, deps(os)).unary!;
+    await working.PullImage!({ image: { image: 'reg/busybox:latest' } }, ctx());
+    assert.equal(osHasImage, true);
+  } finally {
+    os.close();
+  }
 });

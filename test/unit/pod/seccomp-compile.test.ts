@@ -99,4 +99,8 @@ test('bad profiles are refused naming the problem', () => {
   bad({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['read'], action: 'SCMP_ACT_ERRNO', args: [{ index: 6, value: 0, op: 'SCMP_CMP_EQ' }] }] }, /argument index 6 is not 0-5/);
   bad({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['read'], action: 'SCMP_ACT_ERRNO', args: [{ index: 0, value: 0, op: 'SCMP_CMP_ODD' }] }] }, /op "SCMP_CMP_ODD"/);
   bad({ defaultAction: 'SCMP_ACT_ERRNO', defaultErrnoRet: 70000 }, /errnoRet 70000/);
+  bad({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [null] }, /syscalls\[0\]: not an object/);
+  bad({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: 'chmod', action: 'SCMP_ACT_ERRNO' }] }, /syscalls\[0\]: names must be a list of strings/);
+  bad({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['chmod'], action: 'SCMP_ACT_ERRNO', args: { index: 0 } }] }, /syscalls\[0\]: args must be a list of objects/);
+  bad({ defaultAction: 'SCMP_ACT_ALLOW', syscalls: [{ names: ['read'], action: 'SCMP_ACT_ERRNO', args: [{ index: 0, value: -1, op: 'SCMP_CMP_EQ' }] }] }, /is not an unsigned 64-bit value/);
 });
