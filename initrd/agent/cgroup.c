@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -51,9 +52,44 @@ write_file (const char *path, const char *value, struct agent_error *err)
   return 0;
 }
 
+/* What every container may use, as runc allows it: mknod of any device (which
+ * CAP_MKNOD still gates), the standard character devices, ptys and tun. */
+static const char *const DEFAULT_DEVICE_RULES[] = {
+  "c *:* m", "b *:* m", "c 1:3 rwm", "c 1:5 rwm", "c 1:7 rwm", "c 1:8 rwm", "c 1:9 rwm",
+  "c 5:0 rwm", "c 5:2 rwm", "c 136:* rwm", "c 10:200 rwm",
+};
+
+static bool devices_ready;
+
+bool
+cgroup_devices_ready (void)
+{
+  return devices_ready;
+}
+
+static int
+devices_setup (struct agent_error *err)
+{
+  if (mkdir ("/run/frakti", 0755) < 0 && errno != EEXIST)
+    return agent_error_set (err, errno, "mkdir `/run/frakti`");
+  if (mkdir (DEVICES_ROOT, 0755) < 0 && errno != EEXIST)
+    return agent_error_set (err, errno, "mkdir `%s`", DEVICES_ROOT);
+  if (mount ("cgroup", DEVICES_ROOT, "cgroup", MS_NOSUID | MS_NODEV | MS_NOEXEC, "devices") < 0 && errno != EBUSY)
+    return agent_error_set (err, errno, "mount the devices cgroup on `%s`", DEVICES_ROOT);
+  devices_ready = true;
+  return 0;
+}
+
 int
 cgroup_setup (struct agent_error *err)
 {
+  {
+    /* Without it containers are refused (cgroup_create): a device they were
+     * not given must not be theirs. */
+    struct agent_error e = { 0 };
+    if (devices_setup (&e) < 0)
+      agent_error_log (&e);
+  }
   if (mkdir (CGROUP_PARENT, 0755) < 0 && errno != EEXIST)
     return agent_error_set (err, errno, "mkdir `%s`", CGROUP_PARENT);
   /* One by one: a controller the kernel lacks must not keep the others off. */
@@ -74,6 +110,23 @@ path_of (char *out, size_t size, const char *id, const char *file)
   snprintf (out, size, CGROUP_PARENT "/%s%s%s", id, file ? "/" : "", file ? file : "");
 }
 
+static int
+devices_create (const char *id, struct agent_error *err)
+{
+  char path[512], file[600];
+  snprintf (path, sizeof (path), DEVICES_ROOT "/%s", id);
+  if (mkdir (path, 0755) < 0 && errno != EEXIST)
+    return agent_error_set (err, errno, "mkdir devices cgroup `%s`", path);
+  snprintf (file, sizeof (file), "%s/devices.deny", path);
+  if (write_file (file, "a", err) < 0)
+    return -1;
+  snprintf (file, sizeof (file), "%s/devices.allow", path);
+  for (size_t i = 0; i < ARRAY_SIZE (DEFAULT_DEVICE_RULES); i++)
+    if (write_file (file, DEFAULT_DEVICE_RULES[i], err) < 0)
+      return -1;
+  return 0;
+}
+
 int
 cgroup_create (const char *id, struct agent_error *err)
 {
@@ -81,7 +134,14 @@ cgroup_create (const char *id, struct agent_error *err)
   path_of (path, sizeof (path), id, NULL);
   if (mkdir (path, 0755) < 0 && errno != EEXIST)
     return agent_error_set (err, errno, "mkdir cgroup `%s`", path);
-  return 0;
+  if (! devices_ready)
+    {
+      /* An agent that is not PID 1 (a test on a host) has no guest to guard. */
+      if (getpid () == 1)
+        return agent_error_set (err, ENODEV, "the devices cgroup is not mounted: containers cannot be confined to their devices");
+      return 0;
+    }
+  return devices_create (id, err);
 }
 
 static int
@@ -217,6 +277,9 @@ cgroup_remove (const char *id, struct agent_error *err)
   path_of (path, sizeof (path), id, NULL);
   if (rmdir (path) < 0 && errno != ENOENT)
     return agent_error_set (err, errno, "rmdir cgroup `%s`", path);
+  snprintf (path, sizeof (path), DEVICES_ROOT "/%s", id);
+  if (devices_ready && rmdir (path) < 0 && errno != ENOENT)
+    return agent_error_set (err, errno, "rmdir devices cgroup `%s`", path);
   return 0;
 }
 

@@ -9,10 +9,17 @@
 
 #define CGROUP_ROOT "/sys/fs/cgroup"
 #define CGROUP_PARENT CGROUP_ROOT "/frakti"
+/* The devices controller is cgroup v1 only (v2 needs a BPF program): its own
+ * hierarchy, beside the v2 one, with one cgroup per container. */
+#define DEVICES_ROOT "/run/frakti/cgroup-devices"
 
 /* Enables the controllers for frakti's cgroups (once, at start). */
 int cgroup_setup (struct agent_error *err);
+/* The container's cgroups: v2, and the devices one (deny all but the
+ * defaults every container has; its disks are allowed by the child). */
 int cgroup_create (const char *id, struct agent_error *err);
+/* Whether the devices hierarchy is mounted (only by an agent that is PID 1). */
+bool cgroup_devices_ready (void);
 int cgroup_apply (const char *id, const Frakti__Agent__V1__Resources *r, struct agent_error *err);
 int cgroup_stats (const char *id, Frakti__Agent__V1__ContainerStatsResponse *out, struct agent_error *err);
 /* Kills every process in the cgroup (cgroup.kill). */

@@ -280,6 +280,50 @@ find_disk (const char *id, const char *serial, char *dev, size_t dev_size, dev_t
     }
 }
 
+/* The init's devices cgroup (DEVICES_ROOT/<id>), opened before the root
+ * changes: its blockdevs are allowed there, and it joins once its mounts are
+ * made (mounting a disk needs the device; the container must not). */
+static int devices_allow_fd = -1, devices_procs_fd = -1;
+
+static void
+devices_open (const char *id)
+{
+  char path[512];
+  if (! cgroup_devices_ready ())
+    return;
+  snprintf (path, sizeof (path), DEVICES_ROOT "/%s/devices.allow", id);
+  if ((devices_allow_fd = open (path, O_WRONLY | O_CLOEXEC)) < 0)
+    die (errno, "open the devices cgroup of container %s", id);
+  snprintf (path, sizeof (path), DEVICES_ROOT "/%s/cgroup.procs", id);
+  if ((devices_procs_fd = open (path, O_WRONLY | O_CLOEXEC)) < 0)
+    die (errno, "open the devices cgroup of container %s", id);
+}
+
+/* "b 254:16 rw": the disk's access as the host asked, never w when it is read-only. */
+static void
+devices_allow (const char *id, dev_t rdev, const Frakti__Agent__V1__Mount *m)
+{
+  char rule[64], access[4] = "";
+  size_t n = 0;
+  const char *want = m->device_access[0] ? m->device_access : "rw";
+  for (const char *c = "rwm"; *c; c++)
+    if (strchr (want, *c) && ! (*c == 'w' && m->readonly))
+      access[n++] = *c;
+  access[n] = '\0';
+  if (devices_allow_fd < 0 || n == 0)
+    return;
+  int len = snprintf (rule, sizeof (rule), "b %u:%u %s", major (rdev), minor (rdev), access);
+  if (write (devices_allow_fd, rule, (size_t) len) != len)
+    die (errno, "allow disk %s (%s) in the devices cgroup of container %s", m->source, rule, id);
+}
+
+static void
+devices_join (const char *id)
+{
+  if (devices_procs_fd >= 0 && write (devices_procs_fd, "0", 1) != 1)
+    die (errno, "join the devices cgroup of container %s", id);
+}
+
 /* A disk in the container: mounted with its filesystem (block), or as a device node (blockdev). */
 static void
 mount_disk (const char *id, const char *root, const Frakti__Agent__V1__Mount *m)
@@ -298,6 +342,7 @@ mount_disk (const char *id, const char *root, const Frakti__Agent__V1__Mount *m)
       /* Read-only is QEMU's (the disk is plugged read-only); the mode says so too. */
       if ((unlink (target) < 0 && errno != ENOENT) || mknod (target, S_IFBLK | (m->readonly ? 0440 : 0660), rdev) < 0)
         die (errno, "device node `%s` for disk %s in container %s", m->destination, m->source, id);
+      devices_allow (id, rdev, m);
       return;
     }
   parse_options (m->options, m->n_options, &flags, data, sizeof (data));
@@ -643,6 +688,9 @@ child_run (struct child_ctx *ctx)
       snprintf (procs, sizeof (procs), CGROUP_PARENT "/%s/cgroup.procs", id);
       if (write_file (procs, "0", &e) < 0)
         exec_failed = e;
+      snprintf (procs, sizeof (procs), DEVICES_ROOT "/%s/cgroup.procs", id);
+      if (exec_failed.errnum == 0 && cgroup_devices_ready () && write_file (procs, "0", &e) < 0)
+        exec_failed = e;
       for (int i = 0; i < 3 && exec_failed.errnum == 0; i++)
         if (setns (ctx->ns_fds[i], types[i]) < 0)
           agent_error_set (&exec_failed, errno, "join namespace %d of container %s", i, id);
@@ -690,11 +738,13 @@ child_run (struct child_ctx *ctx)
   /* The IPC namespace stays the guest's, which is the pod's: its containers
    * share SysV IPC and POSIX queues, and the pod's kernel.shm* / kernel.msg* /
    * kernel.sem sysctls (set by the sandbox setup) are theirs. */
+  devices_open (id);
   if (unshare (CLONE_NEWNS | CLONE_NEWUTS) < 0)
     die (errno, "unshare the namespaces of container %s", id);
   if (ctx->spec->hostname[0] && sethostname (ctx->spec->hostname, strlen (ctx->spec->hostname)) < 0)
     die (errno, "set hostname `%s` of container %s", ctx->spec->hostname, id);
   setup_rootfs (id, ctx->spec);
+  devices_join (id);
   {
     struct child_report ok = { 0 };
     if (write (REPORT_FD, &ok, sizeof (ok)) < 0)

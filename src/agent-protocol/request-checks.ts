@@ -138,6 +138,13 @@ export function resourcesBody(r: GuestResources): Record<string, unknown> {
   return out;
 }
 
+/** A device cgroup access string: each of r, w, m at most once. */
+function deviceAccess(v: unknown): string {
+  const a = str(v, 'device access', 3);
+  if (!/^[rwm]*$/.test(a) || new Set(a).size !== a.length) throw bad(`device access ${JSON.stringify(a)} must be made of r, w and m, each once`);
+  return a;
+}
+
 function mountBody(m: GuestMount): Record<string, unknown> {
   if (!MOUNT_KINDS.has(m.kind)) throw bad(`unknown mount kind ${JSON.stringify(m.kind)}`);
   if (m.kind === 'bind') {
@@ -151,6 +158,7 @@ function mountBody(m: GuestMount): Record<string, unknown> {
       destination: absPath(m.destination, 'mount destination'),
       readonly: Boolean(m.readonly),
       fsType: str(m.fsType ?? '', 'fsType', 16),
+      deviceAccess: deviceAccess(m.access ?? ''),
       options: list<string>(m.options ?? [], 'mount options').map((o) => str(o, 'mount option', 256)),
     };
   }

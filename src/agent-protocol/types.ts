@@ -48,7 +48,7 @@ export type GuestMount =
   /** The pod's own tmpfs under /run/frakti/tmpfs (made on first use), bound into the container. */
   | { kind: 'tmpfs'; source: string; destination: string; readonly: boolean; options?: string[] }
   /** A hot-plugged disk, found by its virtio serial: mounted with its filesystem (block) or as a device node (blockdev). */
-  | { kind: 'block' | 'blockdev'; serial: string; destination: string; readonly: boolean; fsType?: string; options?: string[] };
+  | { kind: 'block' | 'blockdev'; serial: string; destination: string; readonly: boolean; fsType?: string; options?: string[]; /** blockdev: the CRI permissions, of "rwm" */ access?: string };
 
 export interface ProcessSpec {
   /** For exec: env [] and cwd '' mean the container's; uid/gid -1 mean the container's user. */

@@ -247,7 +247,8 @@ export function toContainerSpec(config: ContainerConfig | null, pod: PodSpec): C
       if (mnt.propagation === 'PROPAGATION_BIDIRECTIONAL') {
         throw invalidArgument(`CreateContainer: mount ${mnt.container_path}: bidirectional propagation cannot cross a VM (mounts made in the pod cannot reach the host); use HOST_TO_CONTAINER or PRIVATE, or run the pod as OS containers`);
       }
-      return { containerPath: mnt.container_path, hostPath: mnt.host_path, readonly: mnt.readonly };
+      const propagation = mnt.propagation === 'PROPAGATION_HOST_TO_CONTAINER' ? 'host-to-container' as const : 'private' as const;
+      return { containerPath: mnt.container_path, hostPath: mnt.host_path, readonly: mnt.readonly, propagation };
     }),
     // kubelet sends the lists (empty for privileged or procMount Unmasked);
     // none at all gets containerd's defaults, as its base spec has them.
@@ -323,7 +324,12 @@ export function toContainerStatus(r: { meta: ContainerRecordMeta; status: Contai
     exit_code: s.exitCode ?? 0,
     reason: s.reason ?? '',
     message: s.message ?? '',
-    mounts: r.meta.spec.mounts.map((m) => ({ container_path: m.containerPath, host_path: m.hostPath, readonly: m.readonly })),
+    mounts: r.meta.spec.mounts.map((m) => ({
+      container_path: m.containerPath,
+      host_path: m.hostPath,
+      readonly: m.readonly,
+      propagation: m.propagation === 'private' ? 'PROPAGATION_PRIVATE' : 'PROPAGATION_HOST_TO_CONTAINER',
+    })),
     log_path: r.meta.spec.logPath,
     stop_signal: r.meta.spec.stopSignal ? `SIGNAL_${r.meta.spec.stopSignal}` : 'SIGNAL_RUNTIME_DEFAULT',
   };

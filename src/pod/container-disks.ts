@@ -32,6 +32,8 @@ interface Disk {
   destination: string;
   readonly: boolean;
   node: boolean;
+  /** A device node's CRI permissions (r, w, m), enforced by the container's device cgroup in the guest. */
+  access: string;
 }
 
 async function statDevice(path: string, what: string): Promise<Stats> {
@@ -52,11 +54,16 @@ export async function containerDisks(spec: ContainerSpec): Promise<Disk[]> {
       throw new PodError('INVALID_ARGUMENT', `device ${d.containerPath}: ${d.hostPath} is a character device of the host, which a VM pod cannot be given (only block devices are hot-plugged into the VM)`);
     }
     if (!st.isBlockDevice()) throw new PodError('INVALID_ARGUMENT', `device ${d.containerPath}: ${d.hostPath} is not a device`);
-    disks.push({ hostPath: d.hostPath, destination: d.containerPath, readonly: !d.permissions.includes('w'), node: true });
+    // kubelet sends "mrw"; '' is all of them, as runc reads an empty access.
+    const access = d.permissions === '' ? 'rwm' : d.permissions;
+    if (!/^[rwm]{1,3}$/.test(access) || new Set(access).size !== access.length) {
+      throw new PodError('INVALID_ARGUMENT', `device ${d.containerPath}: permissions ${JSON.stringify(d.permissions)} must be made of r, w and m, each at most once`);
+    }
+    disks.push({ hostPath: d.hostPath, destination: d.containerPath, readonly: !access.includes('w'), node: true, access });
   }
   for (const m of spec.mounts) {
     const st = await stat(m.hostPath).catch(() => undefined);
-    if (st?.isBlockDevice()) disks.push({ hostPath: m.hostPath, destination: m.containerPath, readonly: m.readonly, node: false });
+    if (st?.isBlockDevice()) disks.push({ hostPath: m.hostPath, destination: m.containerPath, readonly: m.readonly, node: false, access: '' });
   }
   return disks;
 }
@@ -82,7 +89,7 @@ export async function plugDisks(qmp: QmpClient, containerId: string, disks: Disk
       throw new PodError(full ? 'RESOURCE_EXHAUSTED' : 'INVALID_ARGUMENT', `block device ${d.hostPath} for ${d.destination}: ${full ? `a VM pod holds at most ${MAX_POD_DISKS} block devices` : `QEMU refused it: ${errorMessage(err)}`}`, {}, err);
     }
     undo.push(`unplug ${id}`, () => unplugBlock(qmp, id));
-    out.push({ kind: d.node ? 'blockdev' : 'block', serial: id, destination: d.destination, readonly: d.readonly });
+    out.push(d.node ? { kind: 'blockdev', serial: id, destination: d.destination, readonly: d.readonly, access: d.access } : { kind: 'block', serial: id, destination: d.destination, readonly: d.readonly });
   }
   return out;
 }

@@ -4,7 +4,7 @@
 //
 // The rootfs is an overlay under the pod's shared directory; the agent
 // creates the container from a spec; output is pumped into the CRI log.
-import { mkdir, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, rm, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join, posix } from 'node:path';
 import { execa } from 'execa';
 import { errorMessage } from '../lib/errors.js';
@@ -86,6 +86,31 @@ export function capabilities(spec: Pick<ContainerSpec, 'capabilities' | 'name'>)
 
 const depth = (p: string) => p.split('/').filter(Boolean).length;
 
+/**
+ * A bind of hostPath that later host mounts under it do not reach (PRIVATE).
+ * A bind of a shared mount joins its peer group at once, and the share
+ * passes it on to virtiofsd's namespace as a member of that group: so the
+ * bind is made in a staging place first, made private there, and only then
+ * bound into the share, where it starts a peer group of its own.
+ */
+async function bindPrivately(hostPath: string, target: string, staging: string, isDir: boolean): Promise<void> {
+  await mkdir(dirname(staging), { recursive: true });
+  if (isDir) await mkdir(staging, { recursive: true });
+  else await writeFile(staging, '');
+  try {
+    await execa('mount', ['--rbind', hostPath, staging]);
+    try {
+      await execa('mount', ['--make-rprivate', staging]);
+      await execa('mount', ['--rbind', staging, target]);
+    } finally {
+      await execa('umount', ['-R', '-l', staging], { reject: false });
+    }
+  } finally {
+    // Never recursive: were the unmount to fail, the host's files would be below.
+    await (isDir ? rmdir(staging) : unlink(staging)).catch((err: unknown) => log.warn('staging bind left', { staging, error: errorMessage(err) }));
+  }
+}
+
 /** Host-path mounts reach the guest as bind mounts into the share (readonly remounted so). */
 async function shareHostPaths(ctx: PodContext, podId: string, id: string, spec: ContainerSpec, undo: UndoStack): Promise<GuestMount[]> {
   const out: GuestMount[] = [];
@@ -114,7 +139,8 @@ async function shareHostPaths(ctx: PodContext, podId: string, id: string, spec: 
     await mkdir(dirname(target), { recursive: true });
     if (st.isDirectory()) await mkdir(target);
     else await writeFile(target, '');
-    await execa('mount', ['--rbind', m.hostPath, target]);
+    if (m.propagation === 'private') await bindPrivately(m.hostPath, target, `${ctx.containerScratchDir(id)}.private-${i}`, st.isDirectory());
+    else await execa('mount', ['--rbind', m.hostPath, target]);
     undo.push(`unmount ${target}`, () => execa('umount', ['-R', '-l', target]).then(() => undefined));
     if (m.readonly) await execa('mount', ['-o', 'remount,bind,ro', target]);
     out.push({ kind: 'bind', source: `${GUEST_SHARE_DIR}/${id}/mounts/${i}`, destination: m.containerPath, readonly: m.readonly });

@@ -66,6 +66,12 @@ export interface MountSpec {
   containerPath: string;
   hostPath: string;
   readonly: boolean;
+  /**
+   * Whether mounts made on the host under hostPath later reach the container
+   * (HOST_TO_CONTAINER; the default for records from before it existed) or
+   * not (PRIVATE). Bidirectional cannot cross a VM.
+   */
+  propagation?: 'private' | 'host-to-container';
 }
 
 /** A host device for the container (CRI `devices`): a block device is hot-plugged into the pod's VM. */

@@ -102,6 +102,21 @@ test('a raw block device (CRI devices) is the container\'s: written inside, read
   assert.match(w.out, /written/);
   const refused = await exec(d, c, `printf x > /dev/xvdb`);
   assert.notEqual(refused.code, 0, 'a device without w is read-only');
+  assert.match(refused.err, /Operation not permitted/, 'refused by the device cgroup, before QEMU');
+
+  // Another container of the pod has CAP_MKNOD but not the disk: its device cgroup refuses it.
+  const nums = (await exec(d, c, 'stat -c "%t %T" /dev/xvda')).out.trim().split(' ').map((h) => parseInt(h, 16));
+  const { container_id: other } = await rt.CreateContainer!({
+    pod_sandbox_id: pod,
+    config: { metadata: { name: 'other', attempt: 0 }, image: { image }, command: ['sleep', '100000'] },
+    sandbox_config: config,
+  }, { timeoutMs: 120_000 });
+  await rt.StartContainer!({ container_id: other });
+  const stolen = await exec(d, other, `mknod /dev/stolen b ${nums[0]} ${nums[1]} && head -c 8 /dev/stolen`);
+  assert.notEqual(stolen.code, 0, 'a disk another container was given is not readable');
+  assert.match(stolen.err, /Operation not permitted/);
+  await rt.StopContainer!({ container_id: other, timeout: '1' });
+  await rt.RemoveContainer!({ container_id: other }, { timeoutMs: 60_000 });
   const readBack = await exec(d, c, 'cat /dev/xvdb > /dev/null && echo readable');
   assert.match(readBack.out, /readable/);
 
@@ -205,7 +220,7 @@ test('a memory-backed emptyDir is a tmpfs in the guest, shared by the pod\'s con
   assert.match(full.err, /No space left on device/);
 });
 
-test('a ConfigMap-style ..data swap on the host reaches the running container within a bound; HOST_TO_CONTAINER shows a later host mount', async (t) => {
+test('a ConfigMap-style ..data swap on the host reaches the running container within a bound; HOST_TO_CONTAINER shows a later host mount, PRIVATE does not', async (t) => {
   const d = await daemonLeavingNothing(t, dir, 'live');
   // kubelet's atomic writer layout: key -> ..data/key, ..data -> ..TIMESTAMP.
   const cm = join(d.dir, 'kubelet/pods/uid-live/volumes/kubernetes.io~configmap/cfg');
@@ -230,6 +245,7 @@ test('a ConfigMap-style ..data swap on the host reaches the running container wi
       mounts: [
         { container_path: '/etc/config', host_path: cm, readonly: true },
         { container_path: '/plugins', host_path: shared, readonly: false, propagation: 'PROPAGATION_HOST_TO_CONTAINER' },
+        { container_path: '/private', host_path: shared, readonly: false, propagation: 'PROPAGATION_PRIVATE' },
       ],
     },
     sandbox_config: config,
@@ -260,4 +276,10 @@ test('a ConfigMap-style ..data swap on the host reaches the running container wi
     if (marker !== 'mounted later\n') await new Promise((r) => setTimeout(r, 250));
   }
   assert.equal(marker, 'mounted later\n');
+  // The same folder mounted PRIVATE: the later mount stays out (its mount point is an empty folder).
+  const priv = await exec(d, c, 'ls -A /private/later; cat /private/later/marker 2>&1');
+  assert.match(priv.out, /No such file or directory/, 'a PRIVATE mount does not receive later host mounts');
+  const st = await rt.ContainerStatus!({ container_id: c });
+  const propagation = Object.fromEntries(st.status!.mounts.map((m: { container_path: string; propagation: string }) => [m.container_path, m.propagation]));
+  assert.deepEqual(propagation, { '/etc/config': 'PROPAGATION_PRIVATE', '/plugins': 'PROPAGATION_HOST_TO_CONTAINER', '/private': 'PROPAGATION_PRIVATE' });
 });

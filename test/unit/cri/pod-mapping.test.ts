@@ -104,3 +104,15 @@ test('seccomp, AppArmor, masked paths and the stop signal as containerd reads th
   assert.equal(codeOf(() => toPodSpec(podConfig({ linux: { sysctls: { 'kernel.panic': '1' } } }), '', sizing)), 'INVALID_ARGUMENT');
   assert.equal(codeOf(() => toPodSpec(podConfig({ linux: { sysctls: { 'net.ipv4.ip_forward': '1', 'kernel.shm_rmid_forced': '1', 'fs.mqueue.msg_max': '20' } } }), '', sizing)), 'OK');
 });
+
+test('mount propagation: HOST_TO_CONTAINER kept, PRIVATE (and unset) private, BIDIRECTIONAL refused; device permissions of r, w, m only', () => {
+  const mounts = (propagation?: string) => [{ container_path: '/data', host_path: '/srv/data', readonly: false, ...(propagation ? { propagation } : {}) }];
+  assert.equal(toContainerSpec(containerConfig({ mounts: mounts('PROPAGATION_HOST_TO_CONTAINER') }), podConfig()).mounts[0]!.propagation, 'host-to-container');
+  assert.equal(toContainerSpec(containerConfig({ mounts: mounts('PROPAGATION_PRIVATE') }), podConfig()).mounts[0]!.propagation, 'private');
+  assert.equal(toContainerSpec(containerConfig({ mounts: mounts() }), podConfig()).mounts[0]!.propagation, 'private');
+  assert.throws(() => toContainerSpec(containerConfig({ mounts: mounts('PROPAGATION_BIDIRECTIONAL') }), podConfig()), /bidirectional propagation cannot cross a VM/);
+  const device = (permissions: string) => ({ devices: [{ container_path: '/dev/xvda', host_path: '/dev/loop0', permissions }] });
+  assert.equal(toContainerSpec(containerConfig(device('rw')), podConfig()).devices![0]!.permissions, 'rw');
+  assert.equal(toContainerSpec(containerConfig(device('')), podConfig()).devices![0]!.permissions, 'rwm');
+  assert.throws(() => toContainerSpec(containerConfig(device('rwx')), podConfig()), /not of r, w, m/);
+});
