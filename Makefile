@@ -8,7 +8,7 @@ GUEST := $(BUILD)/guest
 TS_SOURCES := $(shell find src test bench -name '*.ts' 2>/dev/null)
 PROTO_SOURCES := $(shell find src -name '*.proto' 2>/dev/null)
 
-.PHONY: all deps release test test-unit test-integration clean bench-%
+.PHONY: all deps release test test-unit test-integration test-faults clean bench-%
 
 all: $(BUILD)/.deps node_modules/.installed dist/.built guest
 
@@ -52,6 +52,11 @@ test: all release
 
 test-unit: all
 	node --test $(filter dist/test/unit/%,$(TEST_FILES))
+
+# The fault suite with its long schedule (`make test` runs its short one):
+# FRAKTI_FAULT_SEED=<seed> replays a run, FRAKTI_FAULT_LIFECYCLES=<n> sets its size.
+test-faults: all
+	FRAKTI_FAULTS=long node --test --test-concurrency=1 $(filter dist/test/faults/%,$(TEST_FILES))
 
 # Benchmarks: bench/NAME.ts; the last line printed is one JSON object.
 bench-release: all release

@@ -14,7 +14,7 @@ export interface BenchDaemon {
   cleanup(): Promise<void>;
 }
 
-export async function daemonWithBusybox(prefix: string): Promise<BenchDaemon> {
+export async function daemonWithBusybox(prefix: string, args: string[] = []): Promise<BenchDaemon> {
   const dir = await mkdtemp(join(tmpdir(), prefix));
   const reg = await startRegistry();
   let d: RunningDaemon | undefined;
@@ -24,7 +24,7 @@ export async function daemonWithBusybox(prefix: string): Promise<BenchDaemon> {
     await rm(dir, { recursive: true, force: true });
   };
   try {
-    d = await startDaemon({ dir: join(dir, 'd') });
+    d = await startDaemon({ dir: join(dir, 'd'), args });
     const built = await buildBusyboxImage(dir);
     const image = `${reg.host}/busybox:latest`;
     await pushImage(built.layout, image);

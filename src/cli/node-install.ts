@@ -81,6 +81,7 @@ export function configText(d: DaemonConfig): string {
     ...key('default_memory_mb', d.defaultMemoryMb, 'Memory (MiB) of a pod VM whose pod gives no resources. Flag --default-memory-mb.'),
     ...key('max_memory_mb', d.maxMemoryMb, "How far a pod VM's memory grows in an in-place resize; 0: the host's memory. Flag --max-memory-mb."),
     ...key('tcg_cache_mb', d.tcgCacheMb, "Only without KVM: each pod VM's translation cache (MiB), memory against speed. Flag --tcg-cache-mb."),
+    ...key('vm_pool', d.vmPool, 'Pod VMs kept booted ahead at the default size, each for one pod and never shared; 0: none. Flag --vm-pool.'),
     '[image]',
     ...key('max_concurrent_downloads', d.image.maxConcurrentDownloads, 'Layer downloads at once per pull.'),
     ...key('insecure_registries', d.image.insecureRegistries, 'Registries spoken to over plain HTTP, as "host:port" (loopback always is). Flag --insecure-registry.'),

@@ -23,6 +23,7 @@
 //   default_memory_mb = 256            # --default-memory-mb
 //   max_memory_mb = 0                  # --max-memory-mb (how far a pod VM's memory grows in place; 0: the host's)
 //   tcg_cache_mb = 10                  # --tcg-cache-mb (only without KVM: memory per pod against speed)
+//   vm_pool = 1                        # --vm-pool (pod VMs booted ahead; 0: none)
 //   [image]
 //   max_concurrent_downloads = 3
 //   insecure_registries = ["registry.local:5000"]   # --insecure-registry (repeatable)
@@ -30,6 +31,7 @@
 //   endpoint = ["https://mirror.example.com"]
 import { readFile } from 'node:fs/promises';
 import { DEFAULT_TCG_CACHE_MIB, MAX_TCG_CACHE_MIB, MIN_TCG_CACHE_MIB } from '../vmm/index.js';
+import { DEFAULT_VM_POOL, MAX_VM_POOL } from '../pod/index.js';
 import { DEFAULT_STREAM_ADDRESS, DEFAULT_STREAM_IDLE_TIMEOUT_MS, StreamAddressError, parseStreamAddress } from '../streaming/index.js';
 import { isAbsolute } from 'node:path';
 import { parse as parseToml, TomlError } from 'smol-toml';
@@ -69,6 +71,8 @@ export interface DaemonConfig {
   maxMemoryMb: number;
   /** Under TCG, each pod VM's translation cache in MiB. Default 10. */
   tcgCacheMb: number;
+  /** Pod VMs kept booted ahead at the default size, each for one pod. Default DEFAULT_VM_POOL. */
+  vmPool: number;
   image: {
     /** Layer downloads at once per pull. Default 3. */
     maxConcurrentDownloads: number;
@@ -108,6 +112,7 @@ export function defaultConfig(paths: DefaultPaths): DaemonConfig {
     defaultMemoryMb: 256,
     maxMemoryMb: 0,
     tcgCacheMb: DEFAULT_TCG_CACHE_MIB,
+    vmPool: DEFAULT_VM_POOL,
     image: { maxConcurrentDownloads: 3, insecureRegistries: [], mirrors: {} },
     osRuntime: { endpoint: DEFAULT_OS_RUNTIME_ENDPOINT, handlers: ['runc'] },
   };
@@ -160,6 +165,7 @@ const SCHEMA: Spec = {
         default_memory_mb: { kind: 'int', min: 64, max: 1024 * 1024 },
         max_memory_mb: { kind: 'int', min: 0, max: 1024 * 1024 },
         tcg_cache_mb: { kind: 'int', min: MIN_TCG_CACHE_MIB, max: MAX_TCG_CACHE_MIB },
+        vm_pool: { kind: 'int', min: 0, max: MAX_VM_POOL },
       },
     },
     os_runtime: {
@@ -263,6 +269,7 @@ function applyFile(base: DaemonConfig, doc: any): DaemonConfig {
   if (p.default_memory_mb !== undefined) c.defaultMemoryMb = Number(p.default_memory_mb);
   if (p.max_memory_mb !== undefined) c.maxMemoryMb = Number(p.max_memory_mb);
   if (p.tcg_cache_mb !== undefined) c.tcgCacheMb = Number(p.tcg_cache_mb);
+  if (p.vm_pool !== undefined) c.vmPool = Number(p.vm_pool);
   const i = doc.image ?? {};
   if (i.max_concurrent_downloads !== undefined) c.image.maxConcurrentDownloads = Number(i.max_concurrent_downloads);
   if (i.insecure_registries !== undefined) c.image.insecureRegistries = [...i.insecure_registries];

@@ -14,7 +14,7 @@ import { isTempName, tempName, tempWriterDead } from './temp-names.js';
 export interface Ingest {
   path: string;
   out: WriteStream;
-  /** Removes the temp file. */
+  /** Closes and removes the temp file. */
   abort(): Promise<void>;
 }
 
@@ -84,7 +84,8 @@ export class ContentStore {
       path,
       out,
       abort: async () => {
-        out.destroy();
+        // Closed before it returns: no descriptor of a failed pull stays open on the store's file system.
+        if (!out.closed) await new Promise<void>((resolve) => out.once('close', () => resolve()).destroy());
         await rm(path, { force: true });
       },
     };

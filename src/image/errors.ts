@@ -86,20 +86,43 @@ export class PlatformNotFoundError extends ImageError {
   }
 }
 
-/** Errno codes of a host resource running out: disk space, quota, open files. */
-const EXHAUSTED_ERRNO = new Set(['ENOSPC', 'EDQUOT', 'EMFILE', 'ENFILE']);
+/** Errno codes of a host resource running out (disk space, quota, open files), as an operator reads them. */
+const EXHAUSTED_ERRNO: Record<string, string> = {
+  ENOSPC: 'no space left on device',
+  EDQUOT: 'disk quota exceeded',
+  EMFILE: 'too many open files in frakti',
+  ENFILE: 'too many open files on the node',
+};
+
+function mib(bytes: number): string {
+  return `${(bytes / 1024 / 1024).toFixed(1)} MiB`;
+}
+
+/** Where the store ran out: its root, and what its file system has free now (after the failed work was removed). */
+export interface StorePlace {
+  root: string;
+  freeBytes?: number;
+}
 
 /** The disk under the store is full, or a quota or the file table ran out (RESOURCE_EXHAUSTED). */
 export class ImageStoreExhaustedError extends ImageError {
-  constructor(cause: NodeJS.ErrnoException) {
-    super('IMAGE_STORE_EXHAUSTED', `image store: ${cause.message}`, { errno: cause.code, path: cause.path }, { cause });
+  constructor(cause: NodeJS.ErrnoException, place?: StorePlace) {
+    const errno = String(cause.code);
+    const free = place?.freeBytes === undefined ? '' : ` (${mib(place.freeBytes)} free on its file system now)`;
+    const where = place ? ` in the image store ${place.root}${free}` : ' in the image store';
+    super('IMAGE_STORE_EXHAUSTED', `${EXHAUSTED_ERRNO[errno] ?? errno} (${errno})${where}: ${cause.message}`, { errno, path: cause.path, root: place?.root, freeBytes: place?.freeBytes }, { cause });
+  }
+
+  /** The same failure, saying which store and how much room it has. */
+  at(place: StorePlace): ImageStoreExhaustedError {
+    return new ImageStoreExhaustedError(this.cause as NodeJS.ErrnoException, place);
   }
 }
 
 /** A host resource error as ImageStoreExhaustedError; anything else as it is. */
 export function exhaustedOr(err: unknown): unknown {
   const code = (err as NodeJS.ErrnoException | undefined)?.code;
-  return !(err instanceof FraktiError) && typeof code === 'string' && EXHAUSTED_ERRNO.has(code) ? new ImageStoreExhaustedError(err as NodeJS.ErrnoException) : err;
+  return !(err instanceof FraktiError) && typeof code === 'string' && Object.hasOwn(EXHAUSTED_ERRNO, code) ? new ImageStoreExhaustedError(err as NodeJS.ErrnoException) : err;
 }
 
 /** The store was closed: the daemon is shutting down (UNAVAILABLE). */

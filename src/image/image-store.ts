@@ -9,12 +9,13 @@
 //   snapshots/<hex>/      one unpacked layer per diff id (overlayfs lower dir)
 //   images.json           every image record, replaced atomically
 //   ingest/, snapshots/.tmp-*   work in progress; leftovers of dead writers are removed on open
-import { mkdir } from 'node:fs/promises';
+import { mkdir, statfs } from 'node:fs/promises';
 import { join } from 'node:path';
+import { errorMessage } from '../lib/errors.js';
 import { logger } from '../lib/log.js';
 import { ContentStore } from './content-store.js';
 import { Mutex, RwLock, SharedFlight, SingleFlight } from './concurrency.js';
-import { ImageInUseError, ImageNotFoundError, ImageStoreClosedError, PullAbortedError, exhaustedOr } from './errors.js';
+import { ImageInUseError, ImageNotFoundError, ImageStoreClosedError, ImageStoreExhaustedError, PullAbortedError, exhaustedOr } from './errors.js';
 import { ImageIndex } from './image-index.js';
 import { userOf, type ImageConfigBlob } from './manifest.js';
 import { resolveImageStoreOptions, type ImageStoreOptions, type ResolvedImageStoreOptions } from './options.js';
@@ -47,7 +48,7 @@ export class ImageStore {
   private constructor(options: ResolvedImageStoreOptions) {
     this.options = options;
     this.content = new ContentStore(options.root);
-    this.snapshots = new SnapshotStore(options.root);
+    this.snapshots = new SnapshotStore(options.root, { durable: options.syncLayers });
     this.index = new ImageIndex(options.root);
   }
 
@@ -88,35 +89,52 @@ export class ImageStore {
     this.check();
     const ref = parseReference(refInput);
     const key = formatReference(ref);
-    return this.pullFlight.run(key, (shared) =>
-      this.gcLock.read(async () => {
-        let pulled: PulledImage;
-        try {
-          pulled = await pullImage(
-            {
-              content: this.content,
-              snapshots: this.snapshots,
-              registry: this.options,
-              platform: this.options.platform,
-              maxConcurrentDownloads: this.options.maxConcurrentDownloads,
-              layerFlight: this.layerFlight,
-            },
-            ref,
-            { ...opts, signal: shared },
-          );
-        } catch (err) {
-          if (shared.aborted) throw new PullAbortedError(key);
-          throw err;
-        }
+    return this.pullFlight.run(key, (shared) => this.pullShared(ref, opts, shared), opts.signal).catch((err) => {
+      if (opts.signal?.aborted) throw new PullAbortedError(key);
+      throw err;
+    });
+  }
+
+  /** The one pull that every caller of `ref` at this time shares; `shared` is aborted once they all left. */
+  private async pullShared(ref: ImageReference, opts: PullOptions, shared: AbortSignal): Promise<ImageRecord> {
+    const key = formatReference(ref);
+    try {
+      return await this.gcLock.read(async () => {
+        const pulled = await pullImage(
+          {
+            content: this.content,
+            snapshots: this.snapshots,
+            registry: this.options,
+            platform: this.options.platform,
+            maxConcurrentDownloads: this.options.maxConcurrentDownloads,
+            layerFlight: this.layerFlight,
+          },
+          ref,
+          { ...opts, signal: shared },
+        );
         const record = await this.record(ref, pulled);
         log.info('pulled image', { ref: key, id: record.id });
         return record;
-      }),
-      opts.signal,
-    ).catch((err) => {
-      if (opts.signal?.aborted) throw new PullAbortedError(key);
-      throw exhaustedOr(err);
-    });
+      });
+    } catch (err) {
+      if (shared.aborted) throw new PullAbortedError(key);
+      const e = exhaustedOr(err);
+      if (!(e instanceof ImageStoreExhaustedError)) throw e;
+      // A pull that ran out of room gives back what it took: layers of no
+      // image would keep the disk full, and no CRI call could remove them.
+      await this.gc().catch((gcErr: unknown) => log.warn('garbage collection after a full store failed', { error: errorMessage(gcErr) }));
+      throw await this.placed(e);
+    }
+  }
+
+  /** A full store's error naming the store and the room its file system has now. */
+  private async placed(err: unknown): Promise<unknown> {
+    if (!(err instanceof ImageStoreExhaustedError)) return err;
+    const freeBytes = await statfs(this.options.root).then(
+      (s) => s.bavail * s.bsize,
+      () => undefined,
+    );
+    return err.at({ root: this.options.root, freeBytes });
   }
 
   /** Adds or updates the record of a pulled/imported image and points ref's tag at it. */
@@ -322,7 +340,7 @@ export class ImageStore {
     const { importArchive } = await import('./import-archive.js');
     const tagRef = opts.tag ? parseReference(opts.tag) : undefined;
     return this.gcLock.read(async () => {
-      const found = await importArchive(path, { content: this.content, snapshots: this.snapshots, platform: this.options.platform }).catch((err: unknown) => Promise.reject(exhaustedOr(err)));
+      const found = await importArchive(path, { content: this.content, snapshots: this.snapshots, platform: this.options.platform }).catch(async (err: unknown) => Promise.reject(await this.placed(exhaustedOr(err))));
       const out: ImageRecord[] = [];
       for (const img of found) {
         const refs = img.refs.length ? img.refs : tagRef ? [tagRef] : [];

@@ -9,7 +9,7 @@ import { pipeline } from 'node:stream/promises';
 import { errorMessage } from '../lib/errors.js';
 import type { ContentStore } from './content-store.js';
 import { decompressor } from './decompress.js';
-import { ContentInvalidError, exhaustedOr } from './errors.js';
+import { ContentInvalidError, ImageStoreExhaustedError, exhaustedOr } from './errors.js';
 import { unpackLayer, type UnpackStats } from './layer-unpack.js';
 import type { Compression, Descriptor } from './manifest.js';
 import type { SnapshotStore } from './snapshot-store.js';
@@ -62,11 +62,14 @@ export async function fetchLayer(body: Readable, target: LayerTarget, stores: La
   const { desc, diffId } = target;
   const compressed = hashing(onBytes, { bytes: desc.size, what: `layer ${desc.digest}` });
   const uncompressed = hashing();
-  const ingest = keepBlob ? await stores.content.ingest() : undefined;
+  // The directory first: its mkdir may find the disk full, and the blob file,
+  // once made, must meet the pipeline (which listens for its errors) at once.
   const tmp = await stores.snapshots.prepare();
+  const ingest = keepBlob ? await stores.content.ingest() : undefined;
   const decomp = decompressor(target.compression);
   /** Compressed bytes seen when `body` ended (undefined while it streams). */
   let endedAt: number | undefined;
+  const parts: Promise<unknown>[] = [];
   try {
     // Two consumers of one stream: the blob file and the decompressor. pipe()
     // holds the source back for the slower of the two.
@@ -75,11 +78,12 @@ export async function fetchLayer(body: Readable, target: LayerTarget, stores: La
       compressed.t.pipe(decomp);
       decomp.on('error', (e) => uncompressed.t.destroy(e));
       decomp.pipe(uncompressed.t);
-      return unpackLayer(uncompressed.t, tmp, { scratchDir: stores.snapshots.dir });
+      return unpackLayer(uncompressed.t, tmp, { scratchDir: stores.snapshots.dir, sync: stores.snapshots.durable });
     })();
     const feed = pipeline(body, compressed.t).then(() => {
       endedAt = compressed.bytes();
     });
+    parts.push(feed, toFile, unpack);
     const [, , stats] = await Promise.all([feed, toFile, unpack]);
     if (compressed.bytes() !== desc.size) throw new ContentInvalidError(`layer ${desc.digest} is ${compressed.bytes()} bytes, descriptor says ${desc.size}`);
     const actual = compressed.digest();
@@ -90,12 +94,25 @@ export async function fetchLayer(body: Readable, target: LayerTarget, stores: La
     await stores.snapshots.commit(tmp, diffId);
     return stats;
   } catch (err) {
-    body.destroy();
-    compressed.t.destroy();
-    decomp.destroy();
-    uncompressed.t.destroy();
+    // Destroyed with an error (each one listened to): a stream that had its
+    // whole input but not yet emitted 'end' would, destroyed without one,
+    // leave the pipeline reading it waiting for ever.
+    const stop = new Error(`layer ${desc.digest}: stopped`);
+    for (const s of [body, compressed.t, decomp, uncompressed.t, ...(ingest ? [ingest.out] : [])]) s.on('error', () => {}).destroy(stop);
+    // Every part stops before the files are removed: an unpack still writing would leave some behind.
+    const settled = await Promise.allSettled(parts);
     await ingest?.abort();
     await stores.snapshots.discard(tmp);
-    throw layerError(err, desc, endedAt);
+    throw layerError(fullDiskFirst(err, settled), desc, endedAt);
   }
+}
+
+/**
+ * A full disk fails one writer; the other parts then only see their streams
+ * closed under them ("Premature close", which reads like the network and
+ * would be retried): when any part ran out of room, that is the cause.
+ */
+function fullDiskFirst(err: unknown, settled: PromiseSettledResult<unknown>[]): unknown {
+  for (const s of settled) if (s.status === 'rejected' && exhaustedOr(s.reason) instanceof ImageStoreExhaustedError) return s.reason;
+  return err;
 }

@@ -10,8 +10,8 @@
 // O_EXCL|O_NOFOLLOW after removing what was there, so a symlink in the final
 // position is replaced, never followed. The tar may end right after its last
 // entry's data, as `umoci insert` writes it (tar-end.ts).
-import { constants as C, createWriteStream } from 'node:fs';
-import { chmod, lchown, link, lstat, lutimes, mkdir, rm, symlink, utimes } from 'node:fs/promises';
+import { constants as C } from 'node:fs';
+import { chmod, lchown, link, lstat, lutimes, mkdir, open, rm, symlink, utimes, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -20,6 +20,7 @@ import { FraktiError } from '../lib/errors.js';
 import { logger } from '../lib/log.js';
 import { MAX_PATH_BYTES, entryComponents } from './entry-path.js';
 import { ContentInvalidError, UnsafeLayerEntryError } from './errors.js';
+import { LayerSyncer } from './layer-sync.js';
 import { mknod, setXattrs, type NodeKind, type XattrOp } from './special-files.js';
 import { completeTarEnd } from './tar-end.js';
 import { patchTarStreamPax, paxXattrs } from './tar-pax.js';
@@ -44,6 +45,8 @@ export interface UnpackOptions {
   maxUnpackedBytes?: number;
   /** A directory outside destDir for scratch files. */
   scratchDir: string;
+  /** Make the layer durable (every file, then every directory fsynced: layer-sync.ts) before returning. Default true. */
+  sync?: boolean;
 }
 
 export interface UnpackStats {
@@ -82,6 +85,7 @@ export async function unpackLayer(input: Readable, destDir: string, opts: Unpack
   const dirTimes = new Map<string, Date>();
   const nodes = new Map<string, Deferred>();
   const xattrs = new Map<string, XattrOp[]>();
+  const syncer = (opts.sync ?? true) ? new LayerSyncer() : undefined;
 
   const forget = (rel: string) => {
     const prefix = rel + '/';
@@ -173,9 +177,16 @@ export async function unpackLayer(input: Readable, destDir: string, opts: Unpack
         const size = h.size ?? 0;
         if (stats.bytes + size > maxBytes) throw new UnsafeLayerEntryError(h.name, `layer unpacks to more than ${maxBytes} bytes`);
         stats.bytes += size;
-        const out = createWriteStream(abs, { flags: (C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW) as unknown as string, mode: 0o600 });
-        await pipeline(body, out);
-        await setMeta(abs, h, false);
+        const fh = await open(abs, C.O_WRONLY | C.O_CREAT | C.O_EXCL | C.O_NOFOLLOW, 0o600);
+        try {
+          await writeAll(fh, body);
+          await setMeta(abs, h, false);
+        } catch (err) {
+          await fh.close();
+          throw err;
+        }
+        if (syncer) await syncer.add(fh);
+        else await fh.close();
         break;
       }
       case 'symlink': {
@@ -218,25 +229,58 @@ export async function unpackLayer(input: Readable, destDir: string, opts: Unpack
     if (xa.length) xattrs.set(rel, xa.map(([name, value]) => ({ path: rel, name, value })));
   };
 
+  /** The entry being handled, and the first error an entry failed with. */
+  let current: Promise<void> = Promise.resolve();
+  let entryErr: unknown;
   extract.on('entry', (h, body, next) => {
     // A cancelled pull destroys the extract while an entry is being handled;
     // its body then errors with nobody reading it. The pipeline reports the
     // failure; this listener only keeps that error from crashing the process.
     body.on('error', () => {});
-    handle(h, body as unknown as Readable).then(
+    current = handle(h, body as unknown as Readable).then(
       () => {
         body.resume();
         next();
       },
       (err) => {
+        entryErr ??= err;
         body.resume();
         next(err);
       },
     );
   });
-  await pipeline(input, completeTarEnd(), extract as unknown as NodeJS.WritableStream).catch((err: unknown) => Promise.reject(tarError(err)));
+  try {
+    await pipeline(input, completeTarEnd(), extract as unknown as NodeJS.WritableStream);
+    await applyDeferred(destDir, { asRoot, nodes, xattrs, dirTimes, scratchDir: opts.scratchDir });
+    await syncer?.finish(destDir, dirs);
+  } catch (err) {
+    // Nothing is still writing, and no file handle is open, once a failed unpack returns (the caller removes the directory).
+    await current;
+    await syncer?.drain().catch(() => {});
+    // An entry's own failure (a full disk) is the cause: the pipeline may have seen only the extract closing early.
+    throw tarError(entryErr ?? err);
+  }
+  return stats;
+}
 
-  // Deferred work, in an order that keeps what is set: nodes, then xattrs, then directory times.
+/** Writes every byte of body at the start of fh. */
+async function writeAll(fh: FileHandle, body: Readable): Promise<void> {
+  for await (const chunk of body as AsyncIterable<Buffer>) {
+    for (let off = 0; off < chunk.length; ) off += (await fh.write(chunk, off, chunk.length - off)).bytesWritten;
+  }
+}
+
+interface DeferredWork {
+  asRoot: boolean;
+  nodes: Map<string, Deferred>;
+  xattrs: Map<string, XattrOp[]>;
+  dirTimes: Map<string, Date>;
+  scratchDir: string;
+}
+
+/** What waits for the whole tar, in an order that keeps what is set: nodes, then xattrs, then directory times. */
+async function applyDeferred(destDir: string, w: DeferredWork): Promise<void> {
+  const { asRoot, nodes, xattrs, dirTimes } = w;
   for (const [rel, n] of nodes) {
     if (n.node !== 'fifo' && !(n.major === 0 && n.minor === 0) && !asRoot) {
       log.warn('skipping device node (not root)', { path: rel });
@@ -252,11 +296,10 @@ export async function unpackLayer(input: Readable, destDir: string, opts: Unpack
   if (ops.length && !asRoot && ops.some((o) => o.name.startsWith('trusted.') || o.name.startsWith('security.'))) {
     log.warn('unpacking as non-root: trusted/security xattrs (opaque directories) are skipped');
   }
-  await setXattrs(destDir, asRoot ? ops : ops.filter((o) => o.name.startsWith('user.')), opts.scratchDir);
+  await setXattrs(destDir, asRoot ? ops : ops.filter((o) => o.name.startsWith('user.')), w.scratchDir);
   // Deepest first, so setting a child's time does not disturb its parent's.
   for (const rel of [...dirTimes.keys()].sort((a, b) => b.length - a.length)) {
     const t = dirTimes.get(rel)!;
     await utimes(join(destDir, rel), t, t);
   }
-  return stats;
 }

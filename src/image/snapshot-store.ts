@@ -12,9 +12,12 @@ import { isTempName, tempName, tempWriterDead } from './temp-names.js';
 
 export class SnapshotStore {
   readonly dir: string;
+  /** Whether unpacks into this store fsync what they write (ImageStoreOptions.syncLayers; default true). */
+  readonly durable: boolean;
 
-  constructor(root: string) {
+  constructor(root: string, opts: { durable?: boolean } = {}) {
     this.dir = join(root, 'snapshots');
+    this.durable = opts.durable ?? true;
   }
 
   async init(): Promise<void> {

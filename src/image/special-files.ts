@@ -16,12 +16,22 @@ const TOOL_TIMEOUT_MS = 60_000;
 
 export type NodeKind = 'char' | 'block' | 'fifo';
 
+/**
+ * A tool that failed for want of room, as an errno-coded error (the store's
+ * full disk: RESOURCE_EXHAUSTED, not a node that lacks a feature); else undefined.
+ */
+function roomError(what: string, stderr: string, path: string): NodeJS.ErrnoException | undefined {
+  const code = /No space left on device/.test(stderr) ? 'ENOSPC' : /Disk quota exceeded/.test(stderr) ? 'EDQUOT' : undefined;
+  return code ? Object.assign(new Error(`${code}: ${what}: ${stderr}`), { code, path }) : undefined;
+}
+
 export async function mknod(cwd: string, relPath: string, kind: NodeKind, major = 0, minor = 0): Promise<void> {
   const args = kind === 'fifo' ? ['--', `./${relPath}`, 'p'] : ['--', `./${relPath}`, kind === 'char' ? 'c' : 'b', String(major), String(minor)];
   try {
     await run('mknod', args, { cwd, timeout: TOOL_TIMEOUT_MS });
   } catch (err) {
-    throw new ImageError('MKNOD_FAILED', `cannot create ${kind} node ${relPath}: ${String((err as { stderr?: string }).stderr ?? err).trim()}`, { path: relPath });
+    const why = String((err as { stderr?: string }).stderr ?? err).trim();
+    throw roomError(`cannot create ${kind} node ${relPath}`, why, relPath) ?? new ImageError('MKNOD_FAILED', `cannot create ${kind} node ${relPath}: ${why}`, { path: relPath });
   }
 }
 
@@ -58,7 +68,8 @@ export async function setXattrs(cwd: string, ops: XattrOp[], scratchDir: string)
   } catch (err) {
     const e = err as { code?: string; stderr?: string };
     if (e.code === 'ENOENT') throw new ImageError('SETFATTR_MISSING', 'setfattr (Debian package attr) is needed to unpack layers with xattrs or opaque directories');
-    throw new ImageError('SETXATTR_FAILED', `cannot set xattrs: ${String(e.stderr ?? err).trim()}`);
+    const why = String(e.stderr ?? err).trim();
+    throw roomError('cannot set xattrs', why, cwd) ?? new ImageError('SETXATTR_FAILED', `cannot set xattrs: ${why}`);
   } finally {
     await rm(file, { force: true });
   }

@@ -2,6 +2,7 @@
 // it; on failure the steps run in reverse. Undo errors are collected, not
 // thrown over the original error.
 import { errorMessage } from './errors.js';
+import { failPoint } from './fail-point.js';
 
 export type UndoStep = () => Promise<void> | void;
 
@@ -10,6 +11,7 @@ export class UndoStack {
 
   push(what: string, step: UndoStep): void {
     this.steps.push({ what, step });
+    failPoint(`undo: ${what}`);
   }
 
   /** Forget the steps: what they would undo is now owned by someone else. */

@@ -8,6 +8,7 @@ import { mkdir, rm, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join, posix } from 'node:path';
 import { execa } from 'execa';
 import { errorMessage } from '../lib/errors.js';
+import { failPoint } from '../lib/fail-point.js';
 import { logger } from '../lib/log.js';
 import { UndoStack } from '../lib/undo.js';
 import type { GuestContainerSpec, GuestMount, ProcessIo } from './agent-port.js';
@@ -236,6 +237,7 @@ export async function startContainer(ctx: PodContext, id: string): Promise<void>
   try {
     const io = await live.agent.startContainer(id, { ack: 'caller', timeoutMs: GUEST_SETUP_TIMEOUT_MS });
     mark('started in the guest');
+    failPoint('start container: started in the guest, not stored');
     await ctx.containers.update(id, (s) => ({ ...s, state: 'RUNNING', startedAt: Date.now(), pid: io.pid }));
     mark('stored');
     follow(ctx, id, io, logFile);
@@ -333,12 +335,15 @@ export async function removeContainer(ctx: PodContext, id: string): Promise<void
     await live.agent.removeContainer(id).catch((err) => log.warn('agent remove failed', { container: id, err: errorMessage(err) }));
     // Its disks go once the guest let go of them (the container's mounts went with it).
     await unplugDisks(live.vm.qmp, id).catch((err) => log.warn('unplug of a container disk failed', { container: id, err: errorMessage(err) }));
+    failPoint('remove container: gone from the guest');
   }
   const mounts = join(ctx.shareDir(c.meta.podId), id, 'mounts');
   await execa('umount', ['-R', '-l', mounts], { reject: false });
   await unmountRootfs(join(ctx.shareDir(c.meta.podId), id, 'rootfs'));
+  failPoint('remove container: rootfs unmounted');
   await rm(join(ctx.shareDir(c.meta.podId), id), { recursive: true, force: true });
   await rm(dirname(ctx.containerScratchDir(id)), { recursive: true, force: true });
+  failPoint('remove container: folders removed');
   await ctx.deps.images.releaseImage(c.meta.spec.imageId, id).catch(() => {});
   await ctx.liveContainers.get(id)?.log?.close().catch(() => {});
   ctx.liveContainers.delete(id);

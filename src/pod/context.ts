@@ -9,6 +9,7 @@ import type { ImageRecord } from '../image/index.js';
 import type { PodAgent, ProcessIo } from './agent-port.js';
 import type { CriLogWriter } from './cri-log-writer.js';
 import { NameRegistry } from './name-registry.js';
+import type { VmPool } from './vm-pool.js';
 import { RecordStore } from './record-store.js';
 import { ContainerEventHub } from './container-events.js';
 import type { ContainerRecordMeta, ContainerRecordStatus, PodRecordMeta, PodRecordStatus } from './types.js';
@@ -17,6 +18,8 @@ import type { ContainerRecordMeta, ContainerRecordStatus, PodRecordMeta, PodReco
 export interface PodImages {
   acquireImage(ref: string, holderId: string): Promise<ImageRecord>;
   releaseImage(ref: string, holderId: string): Promise<void>;
+  /** Drops every hold whose holder is not in `live`; returns how many. */
+  retainHolders(live: Iterable<string>): Promise<number>;
   rootfsLayers(imageId: string): Promise<string[]>;
 }
 
@@ -39,6 +42,8 @@ export interface PodManagerOptions {
    */
   maxMemoryMiB?: number;
   maxCpus?: number;
+  /** Pod VMs to keep booted ahead at the default size (0: none). */
+  vmPool?: number;
   /** Use vhost-vsock for the agent channel (where /dev/vhost-vsock exists), else virtio-serial. */
   vsock: boolean;
 }
@@ -85,6 +90,8 @@ export class PodContext {
   readonly busy = new Set<string>();
   /** Container lifecycle events, from every change of the container store. */
   readonly events = new ContainerEventHub();
+  /** Pod VMs booted ahead (--vm-pool); none when the pool is off. */
+  pool?: VmPool;
 
   constructor(
     readonly opts: PodManagerOptions,

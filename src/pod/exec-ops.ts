@@ -47,18 +47,25 @@ export interface ExecOptions {
 }
 
 /** Starts a process in a running container with the container's user and environment. */
-export async function execProcess(ctx: PodContext, id: string, cmd: string[], opts: ExecOptions): Promise<{ execId: string; io: ProcessIo }> {
+export async function execProcess(ctx: PodContext, id: string, cmd: string[], opts: ExecOptions, startTimeoutMs = GUEST_SETUP_TIMEOUT_MS): Promise<{ execId: string; io: ProcessIo }> {
   if (cmd.length === 0) throw new PodError('INVALID_ARGUMENT', 'exec needs a command');
   const { agent } = runningContainer(ctx, id);
   const execId = randomBytes(8).toString('hex');
   // The agent fills in the container's env, cwd and user for an exec whose spec leaves them empty.
-  const io = await agent.exec(id, execId, { args: cmd, env: [], cwd: '', uid: -1, gid: -1, additionalGids: [], terminal: opts.tty, stdin: opts.stdin }, { timeoutMs: GUEST_SETUP_TIMEOUT_MS });
+  const io = await agent.exec(id, execId, { args: cmd, env: [], cwd: '', uid: -1, gid: -1, additionalGids: [], terminal: opts.tty, stdin: opts.stdin }, { timeoutMs: startTimeoutMs });
   return { execId, io };
 }
 
 export async function execSync(ctx: PodContext, id: string, cmd: string[], timeoutSec: number): Promise<ExecSyncResult> {
   const { agent } = runningContainer(ctx, id);
-  const { execId, io } = await execProcess(ctx, id, cmd, { tty: false, stdin: false });
+  const what = JSON.stringify(cmd.join(' ')).slice(0, 200);
+  // The caller's timeout bounds the whole call, the start too: a guest that
+  // stopped answering must not hold it for the agent's own bound.
+  const startBound = timeoutSec > 0 ? Math.min(GUEST_SETUP_TIMEOUT_MS, timeoutSec * 1000) : GUEST_SETUP_TIMEOUT_MS;
+  const { execId, io } = await execProcess(ctx, id, cmd, { tty: false, stdin: false }, startBound).catch((err: unknown) => {
+    if ((err as { code?: unknown }).code === 'AGENT_TIMEOUT') throw new PodError('DEADLINE_EXCEEDED', `command ${what} did not start within ${startBound / 1000} s: the guest did not answer`, {}, err);
+    throw err;
+  });
   const out = Promise.all([collect(io.stdout), collect(io.stderr)]);
   const waited = agent.wait(id, execId);
   let timer: NodeJS.Timeout | undefined;
@@ -68,8 +75,9 @@ export async function execSync(ctx: PodContext, id: string, cmd: string[], timeo
   try {
     const exit = await Promise.race([waited, timedOut]);
     if (exit === 'timeout') {
-      await agent.signal(id, execId, 'SIGKILL').catch(() => {});
-      throw new PodError('DEADLINE_EXCEEDED', `command ${JSON.stringify(cmd.join(' ')).slice(0, 200)} timed out after ${timeoutSec} s`);
+      // Not waited for: a guest that stopped answering would hold the reply for the signal's own bound.
+      agent.signal(id, execId, 'SIGKILL').catch(() => {});
+      throw new PodError('DEADLINE_EXCEEDED', `command ${what} timed out after ${timeoutSec} s`);
     }
     const [stdout, stderr] = await out;
     return { stdout, stderr, exitCode: exit.exitCode };

@@ -10,3 +10,5 @@ export { ATTACH_MAX_BUFFERED_BYTES } from './stream-ops.js';
 export type { ContainerEvent, ContainerEventType, EventSubscription } from './container-events.js';
 export { DEFAULT_MAX_QUEUED_EVENTS, MAX_SUBSCRIBERS } from './container-events.js';
 export type { PodNetworkCounters } from './pod-metrics.js';
+export { DEFAULT_VM_POOL, MAX_VM_POOL } from './vm-pool.js';
+export type { PoolStatus } from './vm-pool.js';

@@ -11,9 +11,11 @@ import type { Duplex } from 'node:stream';
 import { PodContext, podName, type OutputTap, type PodManagerDeps, type PodManagerOptions } from './context.js';
 import { containerName, createContainer, follow, removeContainer, startContainer, stopContainerProcess } from './container-ops.js';
 import { execProcess, execSync, type ExecOptions, type ExecSyncResult } from './exec-ops.js';
-import { markContainersGone, removePodSandbox, runPodSandbox, stopPodSandbox, watchVm } from './sandbox-ops.js';
+import { launchPodVm, markContainersGone, podFilesDir, removePodSandbox, runPodSandbox, stopPodSandbox, waitForPodAgent, watchVm } from './sandbox-ops.js';
 import { PodError } from './errors.js';
 import { resizePod, type PodSize } from './resize-ops.js';
+import { sweepOrphanFolders, sweepUnclaimedVms } from './orphan-sweep.js';
+import { MAX_VM_POOL, VmPool, type PoolStatus } from './vm-pool.js';
 import { vmSizeNow } from '../vmm/index.js';
 import { addOutputTap, attachContainer, portForward, startExec, type AttachSession, type ExecSession } from './stream-ops.js';
 import type { ContainerResources, ContainerSpec, PodSpec } from './types.js';
@@ -31,6 +33,21 @@ export class PodManager {
 
   constructor(opts: PodManagerOptions, deps: PodManagerDeps) {
     this.ctx = new PodContext(opts, deps);
+    const size = Math.min(MAX_VM_POOL, Math.max(0, Math.floor(opts.vmPool ?? 0)));
+    if (size > 0) {
+      const ctx = this.ctx;
+      ctx.pool = new VmPool(ctx, {
+        launch: (id, vmSize, netns, netnsReady) => launchPodVm(ctx, id, vmSize, netns, netnsReady),
+        waitForAgent: (vm) => waitForPodAgent(ctx, vm),
+        shareDir: (id) => ctx.shareDir(id),
+        podFilesDir: (id) => podFilesDir(ctx, id),
+      }, size, { cpus: opts.defaultCpus, memoryMiB: opts.defaultMemoryMiB });
+    }
+  }
+
+  /** The pool of pod VMs booted ahead; undefined when it is off. */
+  poolStatus(): PoolStatus | undefined {
+    return this.ctx.pool?.status();
   }
 
   /** Loads what is stored and re-attaches to running VMs (after a frakti restart). */
@@ -51,6 +68,15 @@ export class PodManager {
         await markContainersGone(ctx, p.meta.id, 'the pod VM exited while frakti was down');
       });
     }
+    // After the re-attach: the guests have let go of the containers no record names.
+    await sweepOrphanFolders(ctx);
+    // A create killed after it took the image would hold it for ever (RemoveImage: in use).
+    const dropped = await ctx.deps.images.retainHolders(ctx.containers.list().map((c) => c.meta.id));
+    if (dropped > 0) log.info('dropped image holds of containers that were never stored', { holds: dropped });
+    // Pool VMs of the last frakti: no pod has them, and a new pool is booted (their state is not worth trusting).
+    const swept = await sweepUnclaimedVms(ctx);
+    if (swept > 0) log.info('removed VMs no pod owns (the last frakti\'s pool)', { vms: swept });
+    ctx.pool?.fill();
   }
 
   private async reattach(podId: string): Promise<void> {
@@ -74,9 +100,14 @@ export class PodManager {
       }
     }
     const inGuest = new Map(listed.map((c) => [c.id, c]));
+    await this.removeOrphans(podId, listed.map((g) => g.id));
     for (const c of ctx.containersOf(podId)) {
       const g = inGuest.get(c.meta.id);
-      if (c.status.state !== 'RUNNING') continue;
+      if (c.status.state === 'CREATED' && (g?.state === 'running' || g?.state === 'exited')) {
+        // The last frakti started it and died before it stored that: the guest knows better.
+        log.info('a container started by the last frakti is recorded as running', { container: c.meta.id });
+        await ctx.containers.update(c.meta.id, (s) => ({ ...s, state: 'RUNNING', startedAt: Date.now(), pid: g.pid }));
+      } else if (c.status.state !== 'RUNNING') continue;
       if (g?.state === 'running' || g?.state === 'exited') {
         // Also a process that exited meanwhile: the agent holds the output the
         // last frakti did not store; follow() writes it, then records the exit.
@@ -102,6 +133,22 @@ export class PodManager {
       }));
     }
     log.info('re-attached pod', { pod: podId });
+  }
+
+  /**
+   * Containers the guest has that no record names: the last frakti died
+   * between creating one in the guest and storing it. Nobody can ask for
+   * them, so they go, with their rootfs and writable layer.
+   */
+  private async removeOrphans(podId: string, inGuest: string[]): Promise<void> {
+    const { ctx } = this;
+    const agent = ctx.livePods.get(podId)!.agent;
+    for (const id of inGuest) {
+      if (ctx.containers.get(id)) continue;
+      log.warn('removing a container the guest has and no record names', { pod: podId, container: id });
+      await agent.signal(id, '', 'SIGKILL').catch(() => {});
+      await agent.removeContainer(id).catch((err) => log.warn('could not remove an orphan container from the guest', { container: id, err: errorMessage(err) }));
+    }
   }
 
   runPodSandbox(spec: PodSpec): Promise<string> {
@@ -268,6 +315,8 @@ export class PodManager {
 
   /** Closes agent and QMP connections; VMs keep running (they outlive frakti). */
   async close(): Promise<void> {
+    // Pool VMs hold no pod: they go (a restarted frakti boots its own).
+    await this.ctx.pool?.close();
     for (const live of this.ctx.livePods.values()) {
       live.agent.close();
       live.vm.qmp.close();

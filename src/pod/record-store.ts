@@ -7,6 +7,7 @@ import { mkdir, readdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeFileAtomic } from '../lib/atomic-file.js';
 import { errorMessage } from '../lib/errors.js';
+import { failPoint } from '../lib/fail-point.js';
 import { logger } from '../lib/log.js';
 import { PodError } from './errors.js';
 
@@ -57,10 +58,12 @@ export class RecordStore<M extends { id: string }, S> {
     const dir = join(this.root, meta.id);
     await mkdir(dir, { recursive: true, mode: 0o700 });
     await writeFileAtomic(join(dir, 'status.json'), JSON.stringify(status), 0o600);
+    failPoint(`${this.kind} record: status written, meta not yet`);
     // meta.json last: a record without it is not loaded, so a crash here leaves nothing visible.
     await writeFileAtomic(join(dir, 'meta.json'), JSON.stringify(meta), 0o600);
     this.records.set(meta.id, { meta, status });
     this.observer?.(meta, undefined, status);
+    failPoint(`${this.kind} record: created`);
   }
 
   get(id: string): StoredRecord<M, S> | undefined {
@@ -88,6 +91,7 @@ export class RecordStore<M extends { id: string }, S> {
       const before = r.status;
       r.status = next;
       this.observer?.(r.meta, before, next);
+      failPoint(`${this.kind} record: updated`);
       return next;
     });
     const settled = run.catch(() => {});
@@ -102,6 +106,7 @@ export class RecordStore<M extends { id: string }, S> {
   async delete(id: string): Promise<void> {
     // meta.json first: from here on the record does not load again, whatever is left of its directory.
     await rm(join(this.root, id, 'meta.json'), { force: true });
+    failPoint(`${this.kind} record: meta removed, folder not yet`);
     await rm(join(this.root, id), { recursive: true, force: true });
     const gone = this.records.get(id);
     this.records.delete(id);

@@ -8,6 +8,7 @@ import { randomInt } from 'node:crypto';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { errorMessage } from '../lib/errors.js';
+import { failPoint } from '../lib/fail-point.js';
 import { logger } from '../lib/log.js';
 import { UndoStack } from '../lib/undo.js';
 import type { Vm } from '../vmm/index.js';
@@ -15,10 +16,11 @@ import { GUEST_SHARE_DIR, SHARE_TAG, newId, podName, type PodContext, type PodMa
 import { PodError } from './errors.js';
 import { checkHostname, hostDns, hostsFile, resolvConf } from './guest-files.js';
 import { attachPodNetwork, createPodNetns, tearDownPodNetwork, podNetnsName, type PodNetwork } from './pod-network.js';
-import { netnsPath } from '../network/index.js';
-import { MAX_MEMORY_MIB, MAX_VCPUS, destroyVmDir, hotplugNic } from '../vmm/index.js';
-import { MAX_POD_DISKS } from './container-disks.js';
+import { deleteNetns, netnsPath } from '../network/index.js';
+import { MAX_MEMORY_MIB, MAX_VCPUS, destroyVmDir, growMemory, hotplugNic } from '../vmm/index.js';
+import type { PoolVm } from './vm-pool.js';
 import type { PodAgent } from './agent-port.js';
+import { MAX_POD_DISKS } from './container-disks.js';
 import { removeContainer, stopContainerProcess } from './container-ops.js';
 import type { PodRecordMeta, PodSpec } from './types.js';
 
@@ -47,9 +49,16 @@ export async function runPodSandbox(ctx: PodContext, requested: PodSpec): Promis
   const spec = requested.dnsFromHost ? { ...requested, dns: await hostDns() } : requested;
   checkHostname(spec.hostname);
   const resolv = resolvConf(spec.dns);
-  const id = newId();
   const name = podName(spec.metadata);
-  ctx.podNames.reserve(name, id);
+  // A pool VM's id becomes the pod's: its namespace, share and VM folder are already named by it.
+  const pooled = ctx.pool?.take(spec);
+  const id = pooled?.id ?? newId();
+  try {
+    ctx.podNames.reserve(name, id);
+  } catch (err) {
+    if (pooled) void discardTaken(ctx, pooled);
+    throw err;
+  }
   const undo = new UndoStack();
   undo.push(`release name ${name}`, () => ctx.podNames.release(name, id));
   return guard(ctx, id, 'RunPodSandbox', async () => {
@@ -61,52 +70,71 @@ export async function runPodSandbox(ctx: PodContext, requested: PodSpec): Promis
 
       const t0 = Date.now();
       const mark = (step: string) => log.trace(`run ${id.slice(0, 12)}: ${step} at ${Date.now() - t0} ms`);
-      // The namespace is made while the share and virtiofsd come up: only
-      // QEMU and CNI need it. It settles before any undo runs (both branches
-      // below wait for it), so a namespace made late cannot escape.
-      const netnsReady = createPodNetns(id, undo);
-      netnsReady.catch(() => {});
-      await writePodFiles(ctx, id, spec, resolv, undo).catch(async (err) => {
-        await netnsReady.catch(() => {});
-        throw err;
-      });
+      let net: PodNetwork;
+      let vm: Vm;
+      let agent: PodAgent;
+      if (pooled) {
+        // The pool VM's parts are the pod's now: undone as a cold start's would be.
+        undo.push(`delete netns ${meta.netns}`, () => deleteNetns(meta.netns));
+        undo.push(`remove ${ctx.shareDir(id)}`, () => rm(join(ctx.shareDir(id), '..'), { recursive: true, force: true }));
+        undo.push(`stop VM ${id}`, () => pooled.vm.stop({ timeoutMs: POD_STOP_GRACE_MS }));
+        undo.push('close agent', () => pooled.agent.close());
+        await writePodFileContents(ctx, id, spec, resolv);
+        net = await ctx.deps.network().then((cni) => attachPodNetwork(id, spec, cni, undo));
+        ({ vm, agent } = pooled);
+        mark('network (pool VM)');
+      } else {
+        // The namespace is made while the share and virtiofsd come up: only
+        // QEMU and CNI need it. It settles before any undo runs (both branches
+        // below wait for it), so a namespace made late cannot escape.
+        const netnsReady = createPodNetns(id, undo);
+        netnsReady.catch(() => {});
+        await writePodFiles(ctx, id, spec, resolv, undo).catch(async (err) => {
+          await netnsReady.catch(() => {});
+          throw err;
+        });
 
-      // The VM boots (in the pod's namespace, without a NIC yet) while CNI
-      // sets up the network; the NIC is plugged in once the tap is wired.
-      // Both branches settle before anything is undone, so nothing they
-      // acquired escapes the undo stack.
-      const [netR, vmR] = await Promise.allSettled([
-        netnsReady.then(() => ctx.deps.network()).then((cni) => attachPodNetwork(id, spec, cni, undo)),
-        launch(ctx, id, spec, netnsPath(meta.netns), netnsReady).then((vm) => {
-          undo.push(`stop VM ${id}`, () => vm.stop({ timeoutMs: POD_STOP_GRACE_MS }));
-          return vm;
-        }),
-      ]);
-      if (netR.status === 'rejected') throw netR.reason;
-      if (vmR.status === 'rejected') throw vmR.reason;
-      const net = netR.value;
-      const vm = vmR.value;
-      mark('network and VM');
+        // The VM boots (in the pod's namespace, without a NIC yet) while CNI
+        // sets up the network; the NIC is plugged in once the tap is wired.
+        // Both branches settle before anything is undone, so nothing they
+        // acquired escapes the undo stack.
+        const [netR, vmR] = await Promise.allSettled([
+          netnsReady.then(() => ctx.deps.network()).then((cni) => attachPodNetwork(id, spec, cni, undo)),
+          launchPodVm(ctx, id, spec, netnsPath(meta.netns), netnsReady).then((v) => {
+            undo.push(`stop VM ${id}`, () => v.stop({ timeoutMs: POD_STOP_GRACE_MS }));
+            return v;
+          }),
+        ]);
+        if (netR.status === 'rejected') throw netR.reason;
+        if (vmR.status === 'rejected') throw vmR.reason;
+        net = netR.value;
+        vm = vmR.value;
+        mark('network and VM');
+      }
       await hotplugNic(vm.qmp, { id: 'net0', tap: net.wiring.tap, mac: net.wiring.iface.mac });
       await writeFile(join(podFilesDir(ctx, id), 'hosts'), hostsFile(spec.hostname, net.ips));
-      const agent = await ctx.deps.waitForAgent(vm.agentEndpoint(), { timeoutMs: AGENT_READY_TIMEOUT_MS }).catch(async (err) => {
-        const console = await vm.readConsole(4096).catch(() => '');
-        throw new PodError('INTERNAL', `the guest agent did not come up: ${errorMessage(err)}${console ? `; console: ${console.trim().split('\n').slice(-3).join(' | ')}` : ''}`);
-      });
-      undo.push('close agent', () => agent.close());
-      mark('agent ready');
+      if (!pooled) {
+        agent = await waitForPodAgent(ctx, vm);
+        undo.push('close agent', () => agent.close());
+        mark('agent ready');
+      }
       // Independent calls: sent together, the second waits for no round trip.
       await Promise.all([
-        agent.setupSandbox({ hostname: spec.hostname, resolvConf: resolv, hosts: hostsFile(spec.hostname, net.ips), sysctls: spec.sysctls, shares: [{ tag: SHARE_TAG, mountPoint: GUEST_SHARE_DIR }] }),
-        configureGuestNetwork(agent, net),
+        agent!.setupSandbox({ hostname: spec.hostname, resolvConf: resolv, hosts: hostsFile(spec.hostname, net.ips), sysctls: spec.sysctls, shares: [{ tag: SHARE_TAG, mountPoint: GUEST_SHARE_DIR }] }),
+        configureGuestNetwork(agent!, net),
       ]);
+      // A pool VM has the pool's memory: more is added as a resize adds it.
+      if (pooled && spec.memoryMiB > pooled.memoryMiB) {
+        await growMemory(vm.qmp, spec.memoryMiB, vm.spec.maxMemoryMiB, true);
+        await agent!.onlineHotplugged();
+      }
       mark('guest configured');
       await ctx.pods.update(id, (s) => ({ ...s, state: 'READY', unknown: undefined, ips: net.ips, vmPid: vm.pid }));
-      ctx.livePods.set(id, { vm, agent });
+      ctx.livePods.set(id, { vm, agent: agent! });
       watchVm(ctx, id, vm);
       undo.commit();
-      log.info('pod running', { pod: id, name, ips: net.ips });
-      podStartSeconds.observe({ kind: 'cold' }, (Date.now() - t0) / 1000);
+      log.info('pod running', { pod: id, name, ips: net.ips, pooled: pooled !== undefined });
+      podStartSeconds.observe({ kind: pooled ? 'pool' : 'cold' }, (Date.now() - t0) / 1000);
       return id;
     } catch (err) {
       const failures = await withDeadline(undo.run(), UNDO_TIMEOUT_MS);
@@ -122,13 +150,34 @@ export async function runPodSandbox(ctx: PodContext, requested: PodSpec): Promis
   });
 }
 
+/** A pool VM taken for a pod that could not have it after all: it goes, as it would have with the pod. */
+async function discardTaken(ctx: PodContext, vm: PoolVm): Promise<void> {
+  vm.agent.close();
+  await vm.vm.stop({ timeoutMs: POD_STOP_GRACE_MS }).catch(() => {});
+  await rm(join(ctx.shareDir(vm.id), '..'), { recursive: true, force: true }).catch(() => {});
+  await deleteNetns(podNetnsName(vm.id)).catch(() => {});
+}
+
+/** The guest agent of a VM just booted (a pod's or the pool's), its console's last lines when it does not come up. */
+export async function waitForPodAgent(ctx: PodContext, vm: Vm): Promise<PodAgent> {
+  return ctx.deps.waitForAgent(vm.agentEndpoint(), { timeoutMs: AGENT_READY_TIMEOUT_MS }).catch(async (err) => {
+    const console = await vm.readConsole(4096).catch(() => '');
+    throw new PodError('INTERNAL', `the guest agent did not come up: ${errorMessage(err)}${console ? `; console: ${console.trim().split('\n').slice(-3).join(' | ')}` : ''}`);
+  });
+}
+
 /** The pod's share, and the files its containers bind-mount from it. */
 async function writePodFiles(ctx: PodContext, id: string, spec: PodSpec, resolv: string, undo: UndoStack): Promise<void> {
   const share = ctx.shareDir(id);
   await mkdir(share, { recursive: true, mode: 0o711 });
   undo.push(`remove ${share}`, () => rm(join(share, '..'), { recursive: true, force: true }));
+  await mkdir(podFilesDir(ctx, id), { mode: 0o755 });
+  await writePodFileContents(ctx, id, spec, resolv);
+}
+
+/** The pod's hostname and resolv.conf, into the share's .pod folder (a pool VM's exists already). */
+async function writePodFileContents(ctx: PodContext, id: string, spec: PodSpec, resolv: string): Promise<void> {
   const files = podFilesDir(ctx, id);
-  await mkdir(files, { mode: 0o755 });
   await writeFile(join(files, 'hostname'), spec.hostname + '\n');
   await writeFile(join(files, 'resolv.conf'), resolv);
 }
@@ -163,7 +212,7 @@ export function growthRoom(spec: Pick<PodSpec, 'cpus' | 'memoryMiB'>, opts: Pick
   };
 }
 
-async function launch(ctx: PodContext, id: string, spec: PodSpec, netnsPath: string, netnsReady: Promise<unknown>): Promise<Vm> {
+export async function launchPodVm(ctx: PodContext, id: string, spec: Pick<PodSpec, 'cpus' | 'memoryMiB'>, netnsPath: string, netnsReady: Promise<unknown>): Promise<Vm> {
   const base = {
     id: id.slice(0, 32),
     dir: ctx.vmDir(id),
@@ -218,6 +267,9 @@ export async function markContainersGone(ctx: PodContext, podId: string, message
   }
 }
 
+/** How long a pod's stop waits for its containers before it stops the VM under them. */
+export const POD_CONTAINERS_STOP_MS = 5_000;
+
 /** Stops every container, the VM and the network. Idempotent. */
 export async function stopPodSandbox(ctx: PodContext, id: string): Promise<void> {
   const rec = ctx.pods.must(id);
@@ -225,12 +277,18 @@ export async function stopPodSandbox(ctx: PodContext, id: string): Promise<void>
     const failures: string[] = [];
     const live = ctx.livePods.get(id);
     if (live) {
-      for (const c of ctx.containersOf(id)) {
-        if (c.status.state === 'RUNNING') await stopContainerProcess(ctx, c.meta.id, 2).catch((err) => failures.push(errorMessage(err)));
-      }
+      // Together and bounded: the VM's stop below ends whatever did not exit,
+      // and a guest that stopped answering must not hold the pod's stop.
+      const stops = ctx.containersOf(id)
+        .filter((c) => c.status.state === 'RUNNING')
+        .map((c) => stopContainerProcess(ctx, c.meta.id, 2).catch((err) => log.warn('a container did not stop: the VM stop ends it', { pod: id, container: c.meta.id, err: errorMessage(err) })));
+      let bound: NodeJS.Timeout | undefined;
+      await Promise.race([Promise.all(stops), new Promise((r) => (bound = setTimeout(r, POD_CONTAINERS_STOP_MS)))]);
+      clearTimeout(bound);
       ctx.livePods.delete(id);
       await live.vm.stop({ graceful: () => live.agent.shutdown({ timeoutMs: 3_000 }), timeoutMs: POD_STOP_GRACE_MS }).catch((err) => failures.push(errorMessage(err)));
       live.agent.close();
+      failPoint('stop pod: VM stopped');
     } else {
       // No live VM (never started, died, or frakti restarted without it): clean what may be left.
       await destroyVmDir(ctx.vmDir(id)).catch((err) => failures.push(errorMessage(err)));
@@ -238,6 +296,7 @@ export async function stopPodSandbox(ctx: PodContext, id: string): Promise<void>
     await markContainersGone(ctx, id, 'the pod was stopped');
     const cni = await ctx.deps.network().catch(() => undefined);
     if (cni) await tearDownPodNetwork(id, rec.meta.spec, cni).catch((err) => failures.push(errorMessage(err)));
+    failPoint('stop pod: network torn down');
     await ctx.pods.update(id, (s) => ({ ...s, state: 'NOTREADY', vmPid: undefined, unknown: failures.length > 0 ? failures.join('; ') : undefined }));
     if (failures.length > 0) throw new PodError('INTERNAL', `stop pod ${id}: ${failures.join('; ')}`);
   });
@@ -251,6 +310,7 @@ export async function removePodSandbox(ctx: PodContext, id: string): Promise<voi
   for (const c of ctx.containersOf(id)) await removeContainer(ctx, c.meta.id);
   await guard(ctx, id, 'RemovePodSandbox', async () => {
     await rm(join(ctx.shareDir(id), '..'), { recursive: true, force: true });
+    failPoint('remove pod: share folder removed');
     await rm(ctx.vmDir(id), { recursive: true, force: true });
     await ctx.pods.delete(id);
     ctx.podNames.release(podName(rec.meta.spec.metadata), id);

@@ -1,6 +1,6 @@
 // Liveness of processes frakti may not parent (QEMU and virtiofsd run in
 // sessions of their own, so they outlive a frakti restart). A zombie counts as gone.
-import { access, readFile } from 'node:fs/promises';
+import { access, readdir, readFile } from 'node:fs/promises';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 export async function isAlive(pid: number): Promise<boolean> {
@@ -70,4 +70,24 @@ export async function waitForPath(path: string, timeoutMs: number, isUp: () => P
     if (Date.now() >= deadline || !(await isUp())) return false;
     await sleep(intervalMs);
   }
+}
+
+/**
+ * Kills the processes whose command line names a path under `dir` (QEMU's
+ * -pidfile, virtiofsd's --socket-path): the ones a frakti killed between
+ * spawning them and writing their pid file left without one. Returns their pids.
+ */
+export async function killStragglers(dir: string): Promise<number[]> {
+  const needle = dir.endsWith('/') ? dir : `${dir}/`;
+  const killed: number[] = [];
+  for (const name of await readdir('/proc').catch(() => [] as string[])) {
+    const pid = Number(name);
+    if (!Number.isInteger(pid) || pid === process.pid) continue;
+    const cmd = await readFile(`/proc/${pid}/cmdline`, 'utf8').catch(() => '');
+    if (!cmd.split('\0').some((arg) => arg.includes(needle))) continue;
+    signal(pid, 'SIGKILL');
+    killed.push(pid);
+  }
+  for (const pid of killed) await waitGone(pid, 5_000);
+  return killed;
 }

@@ -14,7 +14,7 @@ import { errorMessage } from '../lib/errors.js';
 import { logger } from '../lib/log.js';
 import { UndoStack } from '../lib/undo.js';
 import { VmError } from './errors.js';
-import { isAlive, readPidFile, signal, terminate, waitForPath, waitGone } from './process-watch.js';
+import { isAlive, killStragglers, readPidFile, signal, terminate, waitForPath, waitGone } from './process-watch.js';
 import { CONSOLE_CHARDEV_ID, qemuArgs } from './qemu-args.js';
 import { QmpClient, type QmpEvent } from './qmp-client.js';
 import { makeSharedMount, readTail, startVirtiofsd, stopVirtiofsd, unmountShare } from './virtiofsd.js';
@@ -27,6 +27,8 @@ export const QEMU_START_TIMEOUT_MS = 15_000;
 export const VM_STOP_TIMEOUT_MS = 10_000;
 export const QMP_QUIT_GRACE_MS = 3_000;
 export const KILL_GRACE_MS = 2_000;
+/** How often a VM's virtiofsd is looked at: its death leaves the guest's file system hanging. */
+export const VIRTIOFSD_WATCH_MS = 1_000;
 
 export interface LaunchOptions {
   /** Bound on QEMU coming up (QMP socket and handshake). Default QEMU_START_TIMEOUT_MS. */
@@ -68,6 +70,7 @@ export class Vm extends EventEmitter {
   private state: VmState = 'running';
   private shutdownReason = '';
   private exitInfo?: VmExit;
+  private virtiofsdWatch?: NodeJS.Timeout;
 
   private constructor(
     readonly spec: ValidVmSpec,
@@ -77,6 +80,7 @@ export class Vm extends EventEmitter {
   ) {
     super();
     this.watch(qmpClient);
+    if (spec.share) this.watchVirtiofsd();
   }
 
   get id(): string {
@@ -213,6 +217,30 @@ export class Vm extends EventEmitter {
   private transition(to: VmState): void {
     log.debug(`VM ${this.id}: ${this.state} -> ${to}`);
     this.state = to;
+    if (to !== 'running') clearInterval(this.virtiofsdWatch);
+  }
+
+  /**
+   * A guest whose virtiofsd died waits on its file system for ever (QEMU
+   * goes on): such a VM is killed, with the reason, and ends as any VM that
+   * died does, its containers exited and its pod not ready.
+   */
+  private watchVirtiofsd(): void {
+    let checking = false;
+    let known: number | undefined;
+    this.virtiofsdWatch = setInterval(() => {
+      if (checking || this.state !== 'running') return;
+      checking = true;
+      void (async () => {
+        const pid = (known ??= await readPidFile(this.paths.virtiofsdPidFile));
+        if (this.state === 'running' && (pid === undefined || !(await isAlive(pid)))) {
+          log.warn('virtiofsd exited: the VM is killed, its file system is gone', { vm: this.id, virtiofsd: pid });
+          this.shutdownReason = 'virtiofsd exited: the guest lost its file system';
+          this.kill();
+        }
+      })().finally(() => (checking = false));
+    }, VIRTIOFSD_WATCH_MS);
+    this.virtiofsdWatch.unref();
   }
 
   private watch(qmp: QmpClient): void {
@@ -261,6 +289,8 @@ export async function destroyVmDir(dir: string): Promise<void> {
   const pid = await readPidFile(paths.pidFile);
   if (pid !== undefined && (await isAlive(pid))) await terminate(pid, KILL_GRACE_MS);
   await stopVirtiofsd(paths);
+  const stragglers = await killStragglers(dir);
+  if (stragglers.length > 0) log.warn('killed VM processes that had no pid file', { dir, pids: stragglers });
   try {
     const spec = JSON.parse(await readFile(paths.specFile, 'utf8')) as VmSpec;
     if (spec.share?.source) await unmountShare(spec.share.source);

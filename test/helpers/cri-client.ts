@@ -159,7 +159,9 @@ export async function startDaemon(opts: StartDaemonOptions = {}): Promise<Runnin
   // conf dir of its own, unless a test passes one.
   // Nor is a containerd the node may run: no OS runtime unless a test names one.
   const osRuntime = opts.args?.includes('--os-runtime-endpoint') ? [] : ['--os-runtime-endpoint', ''];
-  const child = execa(FRAKTI_BIN, ['daemon', '--listen', socket, '--root', root, '--state', state, '--log-level', 'debug', '--cni-conf-dir', join(dir, 'cni'), ...osRuntime, ...(opts.args ?? [])], {
+  // Nor a pool of VMs booted ahead (tests of the pool ask for one): each would boot a VM nobody uses.
+  const pool = opts.args?.includes('--vm-pool') ? [] : ['--vm-pool', '0'];
+  const child = execa(FRAKTI_BIN, ['daemon', '--listen', socket, '--root', root, '--state', state, '--log-level', 'debug', '--cni-conf-dir', join(dir, 'cni'), ...osRuntime, ...pool, ...(opts.args ?? [])], {
     reject: false,
     env: opts.env,
     stdin: 'ignore',
@@ -178,7 +180,8 @@ export async function startDaemon(opts: StartDaemonOptions = {}): Promise<Runnin
     exited = true;
     exitCode = r.exitCode;
     // A daemon that dies under a test says why, for whoever reads the failure.
-    if (!stopping) process.stderr.write(`frakti daemon exited unexpectedly (code ${r.exitCode}, signal ${r.signal ?? 'none'}):\n${err.slice(-4000)}\n`);
+    // A fail point (test/faults) kills it on purpose.
+    if (!stopping && !opts.env?.FRAKTI_FAIL_POINT) process.stderr.write(`frakti daemon exited unexpectedly (code ${r.exitCode}, signal ${r.signal ?? 'none'}):\n${err.slice(-4000)}\n`);
     return r.exitCode;
   });
   let cleaned = false;

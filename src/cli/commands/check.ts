@@ -8,18 +8,19 @@ import { chooseAccel, guestAssets, kernelInfo, parseAccelChoice } from '../../vm
 import { errorMessage } from '../../lib/errors.js';
 import { setAssetRoot } from '../../lib/shipped-files.js';
 import { UsageError } from '../cli-error.js';
-import { DEFAULT_ROOT_DIR } from '../defaults.js';
+import { DEFAULT_ROOT_DIR, DEFAULT_SOCKET } from '../defaults.js';
 import { DEFAULT_OS_RUNTIME_ENDPOINT } from '../../cri/index.js';
 import { OsRuntime } from '../../mixed/index.js';
 
 export const summary = 'report whether this host can run pod VMs, and what to install';
 
-const HELP = `usage: frakti check [--accel auto|kvm|tcg] [--root DIR] [--os-runtime-endpoint EP] [--json]
+const HELP = `usage: frakti check [--accel auto|kvm|tcg] [--root DIR] [--os-runtime-endpoint EP] [--listen SOCKET] [--json]
 
 Checks the accelerator (KVM is probed by booting a guest), QEMU, virtiofsd,
 vhost-vsock, the bundled guest kernel and initrd, cgroups, CNI plugins, and
 the OS-container runtime for pods that need the host (containerd's CRI at EP,
-default ${DEFAULT_OS_RUNTIME_ENDPOINT}; '' for none).
+default ${DEFAULT_OS_RUNTIME_ENDPOINT}; '' for none), and, when frakti's daemon
+answers at SOCKET (default ${DEFAULT_SOCKET}), its pool of pod VMs booted ahead.
 The single executable writes its guest files under DIR/assets first (--root,
 default ${DEFAULT_ROOT_DIR}, as for the daemon).
 Exit code 0 when pods can run here, 1 when something required is missing.`;
@@ -70,7 +71,27 @@ export async function osRuntimeCheck(endpoint: string): Promise<CheckItem> {
   }
 }
 
-export async function runChecks(accelChoice: 'auto' | 'kvm' | 'tcg', osRuntimeEndpoint = DEFAULT_OS_RUNTIME_ENDPOINT): Promise<CheckItem[]> {
+/** The running daemon's pool of VMs booted ahead, from its CRI Status (verbose). */
+export async function vmPoolCheck(socket: string): Promise<CheckItem> {
+  const name = 'vm pool';
+  const daemon = new OsRuntime(`unix://${socket}`);
+  try {
+    if (!daemon.present()) return { name, level: 'ok', detail: `no daemon at ${socket}: its pool is shown while it runs` };
+    const st = await daemon.call('runtime', 'Status', { verbose: true }, undefined, 5000);
+    const raw = (st.info as Record<string, string> | undefined)?.vm_pool;
+    if (!raw) return { name, level: 'ok', detail: 'off (--vm-pool 0): every pod boots its VM' };
+    const p = JSON.parse(raw) as { size: number; ready: number; booting: number; lastError?: string };
+    const detail = `${p.ready} of ${p.size} ready, ${p.booting} booting`;
+    if (p.lastError) return { name, level: 'warn', detail: `${detail}; the last boot failed: ${p.lastError}`, fix: 'pods boot their own VMs meanwhile; see the daemon log' };
+    return { name, level: 'ok', detail };
+  } catch (err) {
+    return { name, level: 'warn', detail: `the daemon at ${socket} did not answer: ${errorMessage(err)}` };
+  } finally {
+    daemon.close();
+  }
+}
+
+export async function runChecks(accelChoice: 'auto' | 'kvm' | 'tcg', osRuntimeEndpoint = DEFAULT_OS_RUNTIME_ENDPOINT, socket = DEFAULT_SOCKET): Promise<CheckItem[]> {
   const items: CheckItem[] = [];
   let assets;
   try {
@@ -121,6 +142,7 @@ export async function runChecks(accelChoice: 'auto' | 'kvm' | 'tcg', osRuntimeEn
   }
   items.push(missing.length === 0 ? { name: 'cni plugins', level: 'ok', detail: found.join(', ') } : { name: 'cni plugins', level: 'warn', detail: `missing: ${missing.join(', ')}`, fix: 'apt-get install containernetworking-plugins' });
   items.push(await osRuntimeCheck(osRuntimeEndpoint));
+  items.push(await vmPoolCheck(socket));
   return items;
 }
 
@@ -139,7 +161,7 @@ async function cgroupCheck(): Promise<CheckItem> {
 export async function run(argv: string[]): Promise<number> {
   let values;
   try {
-    ({ values } = parseArgs({ args: argv, options: { accel: { type: 'string', default: 'auto' }, root: { type: 'string', default: DEFAULT_ROOT_DIR }, 'os-runtime-endpoint': { type: 'string', default: DEFAULT_OS_RUNTIME_ENDPOINT }, json: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false } } }));
+    ({ values } = parseArgs({ args: argv, options: { accel: { type: 'string', default: 'auto' }, root: { type: 'string', default: DEFAULT_ROOT_DIR }, 'os-runtime-endpoint': { type: 'string', default: DEFAULT_OS_RUNTIME_ENDPOINT }, listen: { type: 'string', default: DEFAULT_SOCKET }, json: { type: 'boolean', default: false }, help: { type: 'boolean', short: 'h', default: false } } }));
   } catch (err) {
     throw new UsageError(errorMessage(err));
   }
@@ -155,7 +177,7 @@ export async function run(argv: string[]): Promise<number> {
   }
   if (!values.root!.startsWith('/')) throw new UsageError(`--root must be an absolute path, got '${values.root!}'`);
   setAssetRoot(values.root!);
-  const items = await runChecks(accel, values['os-runtime-endpoint']);
+  const items = await runChecks(accel, values['os-runtime-endpoint'], values.listen);
   const ready = !items.some((i) => i.level === 'fail');
   if (values.json) {
     process.stdout.write(JSON.stringify({ ready, items }, null, 2) + '\n');

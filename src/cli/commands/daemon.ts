@@ -27,7 +27,7 @@ import { constants } from 'node:fs';
 import { access } from 'node:fs/promises';
 import { MAX_TCG_CACHE_MIB, MEMORY_BLOCK_MIB, MIN_TCG_CACHE_MIB, Vm, chooseAccel, guestAssets, parseAccelChoice, type AccelChoice } from '../../vmm/index.js';
 import { waitForAgent } from '../../agent-protocol/index.js';
-import { PodError, PodManager } from '../../pod/index.js';
+import { MAX_VM_POOL, PodError, PodManager } from '../../pod/index.js';
 import { StreamingServer } from '../../streaming/index.js';
 import { choosePodNetwork } from '../../pod/pod-network-source.js';
 import { registerPodGauges } from '../../pod/pod-metrics.js';
@@ -78,6 +78,9 @@ options:
   --tcg-cache-mb N           without KVM: each pod VM's TCG translation cache, 8..1024
                              (default 10; 8 saves ~2 MiB per pod, but busy guests
                              run over ten times slower)
+  --vm-pool N                pod VMs kept booted ahead at the default size, each for
+                             one pod, never shared (default 1: a pod that comes alone
+                             starts without a boot, for one idle VM's memory); 0: none
   --insecure-registry HOST   talk plain HTTP to HOST[:PORT] (repeatable)
   --shutdown-timeout-ms N    bound on finishing calls at shutdown (default 10000)
   --stream-address IP:PORT   streaming server for exec, attach and port-forward
@@ -140,6 +143,7 @@ export async function resolveConfig(argv: string[]): Promise<{ cfg: DaemonConfig
         'default-memory-mb': { type: 'string' },
         'max-memory-mb': { type: 'string' },
         'tcg-cache-mb': { type: 'string' },
+        'vm-pool': { type: 'string' },
         'insecure-registry': { type: 'string', multiple: true },
         'shutdown-timeout-ms': { type: 'string' },
         'stream-address': { type: 'string' },
@@ -171,6 +175,7 @@ export async function resolveConfig(argv: string[]): Promise<{ cfg: DaemonConfig
   cfg.defaultMemoryMb = intFlag('default-memory-mb', values['default-memory-mb'], 64, 1024 * 1024) ?? cfg.defaultMemoryMb;
   cfg.maxMemoryMb = intFlag('max-memory-mb', values['max-memory-mb'], 0, 1024 * 1024) ?? cfg.maxMemoryMb;
   cfg.tcgCacheMb = intFlag('tcg-cache-mb', values['tcg-cache-mb'], MIN_TCG_CACHE_MIB, MAX_TCG_CACHE_MIB) ?? cfg.tcgCacheMb;
+  cfg.vmPool = intFlag('vm-pool', values['vm-pool'], 0, MAX_VM_POOL) ?? cfg.vmPool;
   cfg.shutdownTimeoutMs = intFlag('shutdown-timeout-ms', values['shutdown-timeout-ms'], 0, 600_000) ?? cfg.shutdownTimeoutMs;
   if (values['stream-address'] !== undefined) cfg.streamAddress = values['stream-address'];
   cfg.streamIdleTimeoutMs = intFlag('stream-idle-timeout-ms', values['stream-idle-timeout-ms'], 1000, 7 * 24 * 3600 * 1000) ?? cfg.streamIdleTimeoutMs;
@@ -254,7 +259,10 @@ export async function run(argv: string[]): Promise<number> {
     maxMessageBytes: cfg.maxMessageBytes,
     shutdownTimeoutMs: cfg.shutdownTimeoutMs,
     runtime: mixedRuntimeHandlers(runtimeHandlers({
-      verboseInfo: () => ({ config: JSON.stringify(cfg) }),
+      verboseInfo: () => {
+        const pool = pods?.poolStatus();
+        return { config: JSON.stringify(cfg), ...(pool ? { vm_pool: JSON.stringify(pool) } : {}) };
+      },
       network: async () => {
         const n = await choosePodNetwork(networkSource);
         return { ready: n.ready, reason: n.reason, message: n.message };
@@ -282,7 +290,7 @@ export async function run(argv: string[]): Promise<number> {
     if (accel.accel === 'tcg') log.warn(accel.reason);
     else log.info('accelerator', { accel: accel.accel, reason: accel.reason });
     pods = new PodManager(
-      { rootDir: cfg.root, stateDir: cfg.state, guest, accel: accel.accel, tcgCacheMiB: cfg.tcgCacheMb, defaultCpus: cfg.defaultCpus, defaultMemoryMiB: cfg.defaultMemoryMb,
+      { rootDir: cfg.root, stateDir: cfg.state, guest, accel: accel.accel, tcgCacheMiB: cfg.tcgCacheMb, vmPool: cfg.vmPool, defaultCpus: cfg.defaultCpus, defaultMemoryMiB: cfg.defaultMemoryMb,
         // Room for in-place resizes: address space, and possible vCPUs, until used.
         maxMemoryMiB: cfg.maxMemoryMb || hostMemoryMiB(), maxCpus: Math.min(GROWABLE_POD_CPUS, availableParallelism()), vsock: await vsockUsable() },
       {

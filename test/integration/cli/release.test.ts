@@ -186,7 +186,7 @@ test('the installed unit passes systemd-analyze verify; its ExecStart serves a p
   const ex = await rt.ExecSync!({ container_id: c, cmd: ['echo', 'hello'], timeout: '30' }, { timeoutMs: 60_000 });
   assert.equal(Buffer.from(ex.stdout).toString(), 'hello\n');
 
-  // What KillMode=process keeps: the daemon goes, its pod VM stays, the next daemon takes it back.
+  // What KillMode=process keeps: the daemon goes, its pod VM stays (its pool VM does not), the next daemon takes it back.
   await stop();
   assert.equal((await processesMentioning(state)).filter((p) => /qemu-system/.test(p.cmd)).length, 1, 'the pod VM outlives the daemon');
   await start();
@@ -196,6 +196,8 @@ test('the installed unit passes systemd-analyze verify; its ExecStart serves a p
   assert.equal(Buffer.from(ex2.stdout).toString(), 'again\n');
   await rt2.StopPodSandbox!({ pod_sandbox_id: pod }, { timeoutMs: CMD_TIMEOUT_MS });
   await rt2.RemovePodSandbox!({ pod_sandbox_id: pod }, { timeoutMs: CMD_TIMEOUT_MS });
+  // The installed default keeps a pool VM booted ahead: it goes with the daemon.
+  await stop();
   assert.deepEqual((await processesMentioning(state)).filter((p) => /qemu-system|virtiofsd/.test(p.cmd)).map((p) => p.cmd), []);
 });
 

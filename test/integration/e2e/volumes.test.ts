@@ -3,32 +3,22 @@
 // device, hot-plugged into the pod's VM as virtio-blk. Real loop devices
 // (a file, losetup, mkfs.ext4), real QEMU; each test detaches its loop
 // devices and removes its files, also when it fails.
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, open, readdir, readFile, rename, rm, mkdir, symlink, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { open, readdir, readFile, rename, rm, mkdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { status } from '@grpc/grpc-js';
-import { buildBusyboxImage, pushImage, startRegistry, type Registry } from '../../helpers/image-registry.js';
+import { busyboxFixture } from '../../helpers/busybox-fixture.js';
 import { grpcError, type RunningDaemon } from '../../helpers/cri-client.js';
 import { daemonLeavingNothing } from '../../helpers/e2e-daemon.js';
 import { frakti } from '../../helpers/cli-run.js';
 
 let dir: string;
-let reg: Registry;
 let image: string;
 
-before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'frakti-blk-'));
-  reg = await startRegistry();
-  image = `${reg.host}/busybox:latest`;
-  await pushImage((await buildBusyboxImage(join(dir, 'img'))).layout, image);
-});
-
-after(async () => {
-  await reg?.stop();
-  await rm(dir, { recursive: true, force: true });
+busyboxFixture('frakti-blk-', (f) => {
+  ({ dir, image } = f);
 });
 
 /** A loop device over a new file of `mib` MiB (ext4 on it when asked); detached after the test. */

@@ -16,7 +16,7 @@ const KEYS = [
   'debug.level',
   'stream.address', 'stream.idle_timeout_ms',
   'metrics.address',
-  'pod.default_cpus', 'pod.default_memory_mb', 'pod.max_memory_mb', 'pod.tcg_cache_mb',
+  'pod.default_cpus', 'pod.default_memory_mb', 'pod.max_memory_mb', 'pod.tcg_cache_mb', 'pod.vm_pool',
   'image.max_concurrent_downloads', 'image.insecure_registries',
   'image.registry.mirrors.docker.io.endpoint',
 ];

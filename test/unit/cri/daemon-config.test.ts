@@ -27,6 +27,7 @@ default_cpus = 2
 default_memory_mb = 512
 max_memory_mb = 4096
 tcg_cache_mb = 12
+vm_pool = 3
 [image]
 max_concurrent_downloads = 5
 insecure_registries = ["reg.local:5000"]
@@ -48,6 +49,7 @@ endpoint = ["https://mirror.example.com"]
   assert.equal(c.defaultMemoryMb, 512);
   assert.equal(c.maxMemoryMb, 4096);
   assert.equal(c.tcgCacheMb, 12);
+  assert.equal(c.vmPool, 3);
   assert.deepEqual(c.image, { maxConcurrentDownloads: 5, insecureRegistries: ['reg.local:5000'], mirrors: { 'docker.io': ['https://mirror.example.com'] } });
 });
 
@@ -72,6 +74,7 @@ test('wrong types and ranges are refused with the key named', () => {
   bad('root = ', /not valid TOML \(line 1/);
   bad('[stream]\nidle_timeout_ms = 5', /stream.idle_timeout_ms: 5 is out of range/);
   bad('[pod]\ntcg_cache_mb = 2048', /pod.tcg_cache_mb: 2048 is out of range 8..1024/);
+  bad('[pod]\nvm_pool = 65', /pod.vm_pool: 65 is out of range 0..64/);
 });
 
 test('cross-field checks: absolute paths, socket path length', () => {

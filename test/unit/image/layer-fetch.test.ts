@@ -10,11 +10,12 @@ import { Readable } from 'node:stream';
 import { test } from 'node:test';
 import { gzipSync } from 'node:zlib';
 import { ContentStore } from '../../../src/image/content-store.js';
-import { ContentInvalidError } from '../../../src/image/errors.js';
+import { ContentInvalidError, ImageStoreExhaustedError } from '../../../src/image/errors.js';
 import { fetchLayer } from '../../../src/image/layer-fetch.js';
 import { MT, layerCompression } from '../../../src/image/manifest.js';
 import { SnapshotStore } from '../../../src/image/snapshot-store.js';
 import { makeLayerTar, sha256 } from '../../helpers/image-registry.js';
+import { onTmpfs } from '../../helpers/tmpfs.js';
 
 async function stores(t: { after(fn: () => Promise<void>): void }) {
   const root = await mkdtemp(join(tmpdir(), 'frakti-fetch-'));
@@ -86,4 +87,33 @@ test('a blob that does not decompress, or ends short, is refused as such', async
     (e: unknown) => e instanceof ContentInvalidError && e.message.includes(`is ${half.length} bytes, descriptor says ${blob.length}`),
   );
   assert.deepEqual(await readdir(join(s.root, 'snapshots')), []);
+});
+
+// The blob file and the unpack write at once; the one that hits the full
+// disk stops the others, which then see only their streams closed. That
+// "Premature close" reads like the network (and would be retried): the disk
+// must be what the layer's failure says. Several rounds, as which writer
+// fails first varies.
+test('a disk that fills up under a layer is ENOSPC, never a premature close, and leaves nothing', { skip: process.geteuid?.() !== 0 && 'needs root (mount)' }, async (t) => {
+  const base = await mkdtemp(join(tmpdir(), 'frakti-fetch-full-'));
+  t.after(() => rm(base, { recursive: true, force: true }));
+  const raw = await makeLayerTar(Array.from({ length: 8 }, (_, i) => ({ name: `f${i}`, content: randomBytes(512 * 1024) })));
+  const target = { desc: { mediaType: MT.ociLayer, digest: sha256(raw), size: raw.length }, diffId: sha256(raw), compression: 'none' as const };
+  const chunks = Array.from({ length: Math.ceil(raw.length / 65536) }, (_, i) => raw.subarray(i * 65536, (i + 1) * 65536));
+  const fs = join(base, 'fs');
+  for (let round = 0; round < 5; round++) {
+    // Room for about three quarters of the blob and of the unpacked files.
+    await onTmpfs(fs, 'size=6m', async () => {
+      const content = new ContentStore(fs);
+      const snapshots = new SnapshotStore(fs);
+      await content.init();
+      await snapshots.init();
+      await assert.rejects(fetchLayer(Readable.from(chunks), target, { content, snapshots }, true), (e: unknown) => {
+        assert.ok(e instanceof ImageStoreExhaustedError, `round ${round}: ${String(e)}`);
+        assert.match(e.message, /no space left on device \(ENOSPC\)/);
+        return true;
+      });
+      assert.deepEqual([...(await readdir(join(fs, 'snapshots'))), ...(await readdir(join(fs, 'ingest'))), ...(await readdir(content.blobsDir))], [], `round ${round}: nothing left`);
+    });
+  }
 });

@@ -8,9 +8,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { test } from 'node:test';
-import { ContentInvalidError, UnsafeLayerEntryError } from '../../../src/image/errors.js';
+import { ContentInvalidError, ImageStoreExhaustedError, UnsafeLayerEntryError, exhaustedOr } from '../../../src/image/errors.js';
 import { unpackLayer } from '../../../src/image/layer-unpack.js';
 import { FIXED_MTIME, makeLayerTar, type LayerEntry } from '../../helpers/image-registry.js';
+import { onTmpfs } from '../../helpers/tmpfs.js';
 
 const isRoot = process.geteuid?.() === 0;
 
@@ -206,6 +207,25 @@ test('a truncated or corrupt tar is refused as invalid content', async (t) => {
   const corrupt = Buffer.from(tarBuf);
   corrupt[0] = corrupt[0]! ^ 0xff;
   await assert.rejects(unpackLayer(Readable.from([corrupt]), dest, { scratchDir: base }), (e: unknown) => e instanceof ContentInvalidError && /Invalid tar header/.test(e.message));
+});
+
+// mknod runs as a tool: its "No space left on device" must still read as
+// the store's full disk, not as a node that cannot make device nodes.
+test('a whiteout that finds no inode left is the full disk (ENOSPC), not MKNOD_FAILED', { skip: !isRoot && 'needs root (mount)' }, async (t) => {
+  const base = await mkdtemp(join(tmpdir(), 'frakti-unpack-'));
+  t.after(() => rm(base, { recursive: true, force: true }));
+  const fs = join(base, 'fs');
+  // Three inodes: the tmpfs root, the layer directory, the file; none for the whiteout.
+  await onTmpfs(fs, 'size=1m,nr_inodes=3', async () => {
+    const dest = join(fs, 'layer');
+    await mkdir(dest);
+    await assert.rejects(unpack([{ name: 'file', content: 'x' }, { name: '.wh.gone' }], dest, base), (e: unknown) => {
+      assert.equal((e as NodeJS.ErrnoException).code, 'ENOSPC', String(e));
+      assert.match(String(e), /cannot create char node gone: .*No space left on device/);
+      assert.ok(exhaustedOr(e) instanceof ImageStoreExhaustedError);
+      return true;
+    });
+  });
 });
 
 // Absolute names (Docker-era layers, umoci's "/" entry), "./" names and ".."

@@ -9,6 +9,7 @@ test('defaults are filled in', () => {
   assert.equal(o.maxConcurrentDownloads, 3);
   assert.equal(o.maxRetries, 3);
   assert.deepEqual(o.insecureRegistries, []);
+  assert.equal(o.syncLayers, true);
   assert.equal(o.platform, process.arch === 'x64' ? 'linux/amd64' : o.platform);
 });
 
@@ -27,6 +28,7 @@ test('unknown keys and wrong values are refused, naming the key', () => {
     [{ mirrors: { 'docker.io': ['ftp://x'] } }, 'mirrors.docker.io'],
     [{ platform: 'amd64' }, 'platform'],
     [{ maxRetries: 11 }, 'maxRetries'],
+    [{ syncLayers: 'yes' }, 'syncLayers'],
   ];
   for (const [opts, key] of bad) {
     assert.throws(

@@ -1,0 +1,111 @@
+// A pod's own processes failing under it: its QEMU killed, its virtiofsd
+// killed, its guest stopped (QMP `stop`: the VM is there but answers
+// nothing). The pod's containers must end EXITED with a reason and the pod
+// NOT READY, or its calls must end with DEADLINE_EXCEEDED within their
+// bound while another pod's calls go on as fast as before; Stop and Remove
+// clean up all of it.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { status } from '@grpc/grpc-js';
+import { busyboxFixture } from '../helpers/busybox-fixture.js';
+import { waitFor, type RunningDaemon } from '../helpers/cri-client.js';
+import { daemonLeavingNothing } from '../helpers/e2e-daemon.js';
+import { frakti } from '../helpers/cli-run.js';
+import { isAlive } from '../../src/vmm/process-watch.js';
+
+let dir: string;
+let image: string;
+
+busyboxFixture('frakti-vmfaults-', (f) => {
+  ({ dir, image } = f);
+});
+
+async function podWithContainer(d: RunningDaemon, name: string) {
+  const config = {
+    metadata: { name, uid: `uid-${name}`, namespace: 'faults', attempt: 0 },
+    hostname: name,
+    log_directory: join(d.dir, 'logs', name),
+    linux: { security_context: { namespace_options: { network: 'POD', pid: 'CONTAINER', ipc: 'POD' } } },
+  };
+  const rt = d.client.runtime;
+  const { pod_sandbox_id: pod } = await rt.RunPodSandbox!({ config }, { timeoutMs: 120_000 });
+  const { container_id: ctr } = await rt.CreateContainer!({
+    pod_sandbox_id: pod,
+    config: { metadata: { name: 'main', attempt: 0 }, image: { image }, command: ['sleep', '100000'], log_path: 'main.log' },
+    sandbox_config: config,
+  }, { timeoutMs: 120_000 });
+  await rt.StartContainer!({ container_id: ctr });
+  return { pod, ctr };
+}
+
+const pidIn = async (d: RunningDaemon, pod: string, file: string) => Number((await readFile(join(d.state, 'vm', pod.slice(0, 16), file), 'utf8')).trim());
+
+async function expectGone(d: RunningDaemon, pod: string, ctr: string, why: RegExp) {
+  const rt = d.client.runtime;
+  await waitFor('the container to be EXITED', async () => (await rt.ContainerStatus!({ container_id: ctr })).status.state === 'CONTAINER_EXITED', 20_000, 200);
+  const c = (await rt.ContainerStatus!({ container_id: ctr })).status;
+  assert.equal(c.reason, 'Error');
+  assert.match(c.message, why);
+  const p = (await rt.PodSandboxStatus!({ pod_sandbox_id: pod })).status;
+  assert.equal(p.state, 'SANDBOX_NOTREADY');
+  await rt.StopPodSandbox!({ pod_sandbox_id: pod }, { timeoutMs: 60_000 });
+  await rt.RemovePodSandbox!({ pod_sandbox_id: pod }, { timeoutMs: 60_000 });
+  assert.equal((await rt.ListPodSandbox!({ filter: { id: pod } })).items.length, 0);
+}
+
+test('QEMU killed: its container EXITED with the reason, the pod NOT READY, Stop and Remove clean up', async (t) => {
+  const d = await daemonLeavingNothing(t, dir, 'qemu');
+  await d.client.image.PullImage!({ image: { image } }, { timeoutMs: 120_000 });
+  const { pod, ctr } = await podWithContainer(d, 'qemu');
+  process.kill(await pidIn(d, pod, 'qemu.pid'), 'SIGKILL');
+  await expectGone(d, pod, ctr, /the pod VM exited/);
+});
+
+test('virtiofsd killed: the VM is not left hanging on its file system; container EXITED, pod NOT READY, clean up', async (t) => {
+  const d = await daemonLeavingNothing(t, dir, 'virtiofsd');
+  await d.client.image.PullImage!({ image: { image } }, { timeoutMs: 120_000 });
+  const { pod, ctr } = await podWithContainer(d, 'fs');
+  const qemu = await pidIn(d, pod, 'qemu.pid');
+  process.kill(await pidIn(d, pod, 'virtiofsd.pid'), 'SIGKILL');
+  await expectGone(d, pod, ctr, /virtiofsd exited/);
+  assert.equal(await isAlive(qemu), false, 'QEMU is gone');
+});
+
+test('a guest that stops answering: its calls end DEADLINE_EXCEEDED within their bound, another pod is not slowed, Stop and Remove clean up', async (t) => {
+  const d = await daemonLeavingNothing(t, dir, 'stopped');
+  await d.client.image.PullImage!({ image: { image } }, { timeoutMs: 120_000 });
+  const rt = d.client.runtime;
+  const hung = await podWithContainer(d, 'hung');
+  const fine = await podWithContainer(d, 'fine');
+  const exec = (ctr: string) => rt.ExecSync!({ container_id: ctr, cmd: ['true'], timeout: '3' });
+  let t0 = Date.now();
+  await exec(fine.ctr);
+  const before = Date.now() - t0;
+
+  const paused = await frakti(['qmp', hung.pod, 'stop', '--state', d.state]);
+  assert.equal(paused.exitCode, 0, paused.stderr);
+  t0 = Date.now();
+  const hungCall = exec(hung.ctr).then(
+    () => assert.fail('an exec in a stopped guest answered'),
+    (err: unknown) => ({ err, ms: Date.now() - t0 }),
+  );
+  // Meanwhile the other pod answers as before.
+  const t1 = Date.now();
+  await exec(fine.ctr);
+  const during = Date.now() - t1;
+  const { err, ms } = await hungCall;
+  assert.equal((err as { code?: number }).code, status.DEADLINE_EXCEEDED, String(err));
+  assert.ok(ms < 3_000 + 2_000, `the exec's 3 s bound held (${ms} ms)`);
+  t.diagnostic(`exec in the other pod: ${before} ms before, ${during} ms while the stopped guest's call waited; the stopped guest's call ended after ${ms} ms`);
+  assert.ok(during < Math.max(2_000, before * 4), `the other pod was slowed: ${during} ms against ${before} ms`);
+
+  // ContainerStatus and the pod's status come from frakti's records: they answer.
+  assert.equal((await rt.ContainerStatus!({ container_id: hung.ctr })).status.state, 'CONTAINER_RUNNING');
+  t0 = Date.now();
+  await rt.StopPodSandbox!({ pod_sandbox_id: hung.pod }, { timeoutMs: 60_000 });
+  await rt.RemovePodSandbox!({ pod_sandbox_id: hung.pod }, { timeoutMs: 60_000 });
+  t.diagnostic(`stop and remove of the stopped guest's pod: ${Date.now() - t0} ms`);
+  assert.equal((await rt.ListPodSandbox!({})).items.length, 1);
+});
