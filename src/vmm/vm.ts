@@ -27,7 +27,7 @@ export const QEMU_START_TIMEOUT_MS = 15_000;
 export const VM_STOP_TIMEOUT_MS = 10_000;
 export const QMP_QUIT_GRACE_MS = 3_000;
 export const KILL_GRACE_MS = 2_000;
-/** How often a VM's virtiofsd is looked at: its death leaves the guest's file system hanging. */
+/** How often a VM's QEMU and virtiofsd are looked at (an exit QMP did not tell, a virtiofsd that died). */
 export const VIRTIOFSD_WATCH_MS = 1_000;
 
 export interface LaunchOptions {
@@ -70,7 +70,7 @@ export class Vm extends EventEmitter {
   private state: VmState = 'running';
   private shutdownReason = '';
   private exitInfo?: VmExit;
-  private virtiofsdWatch?: NodeJS.Timeout;
+  private processWatch?: NodeJS.Timeout;
 
   private constructor(
     readonly spec: ValidVmSpec,
@@ -80,7 +80,7 @@ export class Vm extends EventEmitter {
   ) {
     super();
     this.watch(qmpClient);
-    if (spec.share) this.watchVirtiofsd();
+    this.watchProcesses();
   }
 
   get id(): string {
@@ -217,46 +217,59 @@ export class Vm extends EventEmitter {
   private transition(to: VmState): void {
     log.debug(`VM ${this.id}: ${this.state} -> ${to}`);
     this.state = to;
-    if (to !== 'running') clearInterval(this.virtiofsdWatch);
+    if (to !== 'running') clearInterval(this.processWatch);
   }
 
   /**
-   * A guest whose virtiofsd died waits on its file system for ever (QEMU
-   * goes on): such a VM is killed, with the reason, and ends as any VM that
-   * died does, its containers exited and its pod not ready.
+   * Every VIRTIOFSD_WATCH_MS: QEMU gone without its QMP close being seen (or
+   * slower to die than onQmpClosed waits) is an exit all the same; and a
+   * guest whose virtiofsd died waits on its file system for ever (QEMU goes
+   * on), so such a VM is killed with the reason and ends as any VM that died
+   * does, its containers exited and its pod not ready.
    */
-  private watchVirtiofsd(): void {
+  private watchProcesses(): void {
     let checking = false;
-    let known: number | undefined;
-    this.virtiofsdWatch = setInterval(() => {
+    let virtiofsd: number | undefined;
+    this.processWatch = setInterval(() => {
       if (checking || this.state !== 'running') return;
       checking = true;
       void (async () => {
-        const pid = (known ??= await readPidFile(this.paths.virtiofsdPidFile));
+        if (!(await isAlive(this.pid))) return this.exited();
+        if (!this.spec.share) return;
+        const pid = (virtiofsd ??= await readPidFile(this.paths.virtiofsdPidFile));
         if (this.state === 'running' && (pid === undefined || !(await isAlive(pid)))) {
           log.warn('virtiofsd exited: the VM is killed, its file system is gone', { vm: this.id, virtiofsd: pid });
-          this.shutdownReason = 'virtiofsd exited: the guest lost its file system';
+          this.shutdownReason ||= 'virtiofsd exited: the guest lost its file system';
           this.kill();
         }
       })().finally(() => (checking = false));
     }, VIRTIOFSD_WATCH_MS);
-    this.virtiofsdWatch.unref();
+    this.processWatch.unref();
   }
 
   private watch(qmp: QmpClient): void {
     qmp.on('event', (ev: QmpEvent) => {
       if (ev.event === 'SHUTDOWN') this.shutdownReason = String(ev.data?.reason ?? 'shutdown');
     });
-    qmp.on('close', () => void this.onQmpClosed());
+    qmp.on('close', (err?: Error) => {
+      // Closed by frakti (shutting down, or giving the VM up): no longer watched.
+      if (err === undefined) clearInterval(this.processWatch);
+      else void this.onQmpClosed();
+    });
   }
 
   // QEMU closes QMP when it exits: the sign of an exit, confirmed by the pid.
   private async onQmpClosed(): Promise<void> {
     if (this.state !== 'running') return;
     if (!(await waitGone(this.pid, 2_000))) {
+      // Slow to die, or QMP alone went: the process watch reports the exit when it comes.
       log.warn('QMP connection lost but QEMU still runs', { vm: this.id, pid: this.pid });
       return;
     }
+    this.exited();
+  }
+
+  private exited(): void {
     if (this.state !== 'running') return;
     this.transition('exited');
     this.exitInfo = { unexpected: true, reason: this.shutdownReason || 'QEMU exited (killed or crashed)' };

@@ -18,7 +18,7 @@ import { buildBusyboxImage, pushImage, startRegistry, type Registry } from '../h
 import { startDaemon, type RunningDaemon } from '../helpers/cri-client.js';
 import { fraktiNetns } from '../helpers/e2e-daemon.js';
 import { killLeftovers, mountsUnder } from '../helpers/vmm-leaks.js';
-import { auditLeaks, nodeBaseline, type NodeBaseline } from './leak-audit.js';
+import { auditLeaks, idsInLogs, nodeBaseline, type NodeBaseline } from './leak-audit.js';
 import { faultSchedule } from './schedule.js';
 
 const OPS = ['RunPodSandbox', 'CreateContainer', 'StartContainer', 'StopPodSandbox', 'RemovePodSandbox', 'PullImage', 'RemoveImage'] as const;
@@ -98,12 +98,20 @@ test('frakti killed at fail points and random times of each call: kubelet\'s rep
   const caseDir = join(dir, 'node');
   await mkdir(caseDir, { recursive: true });
   let d: RunningDaemon | undefined;
-  const start = async (env: Record<string, string> = {}) => (d = await startDaemon({ dir: caseDir, env: { ...process.env, ...env } as Record<string, string> }));
+  // Every id a daemon of this case logged: whatever else is on the node is another test's.
+  const ownIds = new Set<string>();
+  const start = async (env: Record<string, string> = {}) => {
+    if (d) for (const id of idsInLogs(d.stderr())) ownIds.add(id);
+    d = await startDaemon({ dir: caseDir, env: { ...process.env, ...env } as Record<string, string> });
+    return d;
+  };
   t.after(async () => {
     await d?.stop().catch(() => {});
     await killLeftovers(caseDir);
     for (const m of (await mountsUnder(caseDir)).reverse()) await execa('umount', ['-l', m], { reject: false });
-    for (const n of await fraktiNetns()) if (!base.netns.has(n)) await execa('ip', ['netns', 'delete', n], { reject: false });
+    if (d) for (const id of idsInLogs(d.stderr())) ownIds.add(id);
+    const own = new Set([...ownIds].map((id) => `frakti-${id.slice(0, 16)}`));
+    for (const n of await fraktiNetns()) if (!base.netns.has(n) && own.has(n)) await execa('ip', ['netns', 'delete', n], { reject: false });
     const conf = await readFile(join(caseDir, 'cni', '10-test.conflist'), 'utf8').catch(() => undefined);
     if (conf) await execa('ip', ['link', 'del', (JSON.parse(conf) as { plugins: { bridge: string }[] }).plugins[0]!.bridge], { reject: false });
   });
@@ -230,7 +238,8 @@ test('frakti killed at fail points and random times of each call: kubelet\'s rep
     // Everything removed: nothing may be left.
     for (const p of (await r.ListPodSandbox!({})).items as { id: string }[]) await r.RemovePodSandbox!({ pod_sandbox_id: p.id }, { timeoutMs: 120_000 });
     assert.deepEqual((await r.ListContainers!({})).containers, [], `${ctx}: containers left after every pod was removed`);
-    assert.deepEqual(await auditLeaks(c, base), [], `${ctx}: leaked`);
+    for (const id of idsInLogs(c.stderr())) ownIds.add(id);
+    assert.deepEqual(await auditLeaks(c, base, ownIds), [], `${ctx}: leaked`);
     await c.stop();
     await rm(logDir, { recursive: true, force: true });
     tally.lifecycles++;

@@ -34,17 +34,32 @@ async function testBridge(d: RunningDaemon): Promise<string | undefined> {
   return conf ? (JSON.parse(conf) as { plugins: { bridge: string }[] }).plugins[0]!.bridge : undefined;
 }
 
-export async function auditLeaks(d: RunningDaemon, base: NodeBaseline): Promise<string[]> {
+/** Pod and VM ids (64 hex digits) a daemon's logs name: what it made, as far as its namespaces and rules go. */
+export function idsInLogs(logs: string): Set<string> {
+  return new Set(logs.match(/\b[0-9a-f]{64}\b/g) ?? []);
+}
+
+/**
+ * `ownIds`, when given, are the ids the case's daemons named in their logs:
+ * namespaces and iptables rules of other daemons on the node (another test
+ * running at once) are then not counted as this case's.
+ */
+export async function auditLeaks(d: RunningDaemon, base: NodeBaseline, ownIds?: Set<string>): Promise<string[]> {
   const leaks: string[] = [];
+  const mine = (text: string) => !ownIds || [...ownIds].some((id) => text.includes(id.slice(0, 16)));
   for (const p of await vmProcessesUnder(d.dir)) leaks.push(`process ${p.pid}: ${p.cmd.slice(0, 100)}`);
   for (const m of await mountsUnder(d.dir)) leaks.push(`mount ${m}`);
-  for (const n of await fraktiNetns()) if (!base.netns.has(n)) leaks.push(`netns ${n}`);
+  for (const n of await fraktiNetns()) if (!base.netns.has(n) && mine(n)) leaks.push(`netns ${n}`);
   const bridge = await testBridge(d);
   if (bridge) {
     const r = await execa('ip', ['-o', 'link', 'show', 'master', bridge], { reject: false });
     for (const l of r.stdout.split('\n').filter(Boolean)) leaks.push(`veth on ${bridge}: ${l.split(':')[1]?.trim()}`);
   }
-  for (const rule of await cniRules()) if (!base.cniRules.has(rule)) leaks.push(`iptables: ${rule.slice(0, 120)}`);
+  // A CNI chain's own lines name no pod; its rules name the network and the pod id.
+  for (const rule of await cniRules()) {
+    if (base.cniRules.has(rule) || (ownIds && rule.startsWith(':'))) continue;
+    if (!ownIds || mine(rule)) leaks.push(`iptables: ${rule.slice(0, 120)}`);
+  }
   // host-local keeps one file per reserved address, named by it.
   for (const net of await entries(join(d.dir, 'ipam'))) {
     for (const f of await entries(join(d.dir, 'ipam', net))) if (/^[0-9a-f.:]+$/.test(f) && /[.:]/.test(f)) leaks.push(`IP reservation ${net}/${f}`);

@@ -44,7 +44,11 @@ const pidIn = async (d: RunningDaemon, pod: string, file: string) => Number((awa
 
 async function expectGone(d: RunningDaemon, pod: string, ctr: string, why: RegExp) {
   const rt = d.client.runtime;
-  await waitFor('the container to be EXITED', async () => (await rt.ContainerStatus!({ container_id: ctr })).status.state === 'CONTAINER_EXITED', 20_000, 200);
+  await waitFor('the container to be EXITED', async () => (await rt.ContainerStatus!({ container_id: ctr })).status.state === 'CONTAINER_EXITED', 20_000, 200).catch((err: Error) => {
+    // What the daemon saw of its VM, for whoever reads the failure.
+    const seen = d.stderr().split('\n').filter((l) => /vmm|VM |QMP|virtiofsd|pod VM/.test(l)).slice(-15).join('\n');
+    throw new Error(`${err.message}; the daemon's log:\n${seen}`);
+  });
   const c = (await rt.ContainerStatus!({ container_id: ctr })).status;
   assert.equal(c.reason, 'Error');
   assert.match(c.message, why);

@@ -20,6 +20,14 @@ export async function daemonLeavingNothing(t: { after(fn: () => unknown): void }
   await mkdir(ddir, { recursive: true });
   const nsBefore = new Set(await fraktiNetns());
   const d = await startDaemon({ dir: ddir, args });
+  // The pod and VM ids it logs: a namespace another daemon on the node made meanwhile is not its leak.
+  const ids = new Set<string>();
+  let tail = '';
+  d.child.stderr?.on('data', (b: Buffer) => {
+    const text = tail + b.toString();
+    for (const id of text.match(/\b[0-9a-f]{64}\b/g) ?? []) ids.add(id.slice(0, 16));
+    tail = text.slice(-64);
+  });
   t.after(async () => {
     // Each step runs whatever the one before did (a hung or failed removal
     // must not leave QEMU running); what leaked is removed, then reported.
@@ -32,7 +40,7 @@ export async function daemonLeavingNothing(t: { after(fn: () => unknown): void }
     }
     const left = (await killLeftovers(ddir)).filter((l) => /qemu-system|virtiofsd/.test(l));
     for (const m of (await mountsUnder(ddir)).reverse()) await execa('umount', ['-l', m], { reject: false });
-    const ns = (await fraktiNetns()).filter((n) => !nsBefore.has(n));
+    const ns = (await fraktiNetns()).filter((n) => !nsBefore.has(n) && ids.has(n.slice('frakti-'.length)));
     for (const n of ns) await execa('ip', ['netns', 'delete', n], { reject: false });
     await rm(ddir, { recursive: true, force: true });
     assert.deepEqual(left, [], 'QEMU or virtiofsd left running');
