@@ -42,8 +42,15 @@ function failQuietly(s: Readable | Writable | Duplex, err: Error, readable: bool
     // error again when nobody else listens: this one makes sure somebody does.
     s.once('error', () => {});
     s.destroy(err);
-  } else if (readable) (s as Readable).push(null);
-  else s.destroy();
+  } else if (readable) {
+    (s as Readable).push(null);
+    // A Duplex (a port forward) is dead both ways: once its reader took the
+    // rest, it closes, or its writable side would wait for an end() forever.
+    if (s instanceof Duplex) {
+      if (s.readableEnded) s.destroy();
+      else s.once('end', () => s.destroy());
+    }
+  } else s.destroy();
 }
 
 export class ByteStream {

@@ -275,6 +275,11 @@ export class AgentClient extends EventEmitter {
     // The waiter is in place before the call goes out: the exit event may arrive before the answer.
     let waiter!: { resolve: (s: ExitStatus) => void; reject: (e: Error) => void };
     const exited = new Promise<ExitStatus>((resolve, reject) => (waiter = { resolve, reject }));
+    // The channel may close while the call is out: that rejects `exited` before
+    // the call's own failure returns from here, with nobody awaiting it yet.
+    // Marked handled, it is not an unhandled rejection that ends the daemon;
+    // a caller that gets it still sees the rejection.
+    exited.catch(() => {});
     const list = this.exitWaiters.get(key) ?? [];
     list.push(waiter);
     this.exitWaiters.set(key, list);

@@ -4,7 +4,7 @@
 // the guest: exactly one known result, bounded strings, sane numbers.
 import protobuf from 'protobufjs';
 import { shippedFile } from '../lib/shipped-files.js';
-import { protocolError } from './errors.js';
+import { AgentError, protocolError } from './errors.js';
 import { NONCE_BYTES } from './framing.js';
 
 /** agent.proto's path (in the checkout, or extracted from the single executable). */
@@ -27,6 +27,8 @@ let loaded: Schema | undefined;
 function schema(): Schema {
   if (loaded) return loaded;
   const root = protobuf.loadSync(agentProtoPath());
+  // Field types resolved up front: countMessages() walks them.
+  root.resolveAll();
   const lookup = (name: string): protobuf.Type => root.lookupType(`frakti.agent.v1.${name}`);
   loaded = { root, Hello: lookup('Hello'), Error: lookup('Error'), Request: lookup('Request'), Response: lookup('Response'), Event: lookup('Event') };
   return loaded;
@@ -139,7 +141,45 @@ export function encodeRequest(req: RequestCall): Buffer {
   return Buffer.from(Request.encode(Request.fromObject(body)).finish());
 }
 
+/**
+ * Most messages (the payload's and those nested in it) one payload from the
+ * guest may hold. A listContainers answer of MAX_LISTED_CONTAINERS
+ * containers, each with its exit status, holds about 8 200.
+ */
+export const MAX_DECODED_MESSAGES = 16_384;
+
+/**
+ * Counts the messages nested in `type`'s encoding between the reader's
+ * position and `end`, on the wire, without building them: an empty nested
+ * message takes two bytes, so a 1 MiB frame could otherwise make the host
+ * build half a million objects (100 MB and half a second) before any bound
+ * on a list is checked. Throws AGENT_PROTOCOL past `budget.left`; bytes
+ * that do not parse are left for the decoder to report.
+ */
+function countMessages(type: protobuf.Type, r: protobuf.Reader, end: number, budget: { left: number }, what: string): void {
+  while (r.pos < end) {
+    const tag = r.uint32();
+    const field = type.fieldsById[tag >>> 3];
+    if ((tag & 7) !== 2 || !field || field.map || !(field.resolvedType instanceof protobuf.Type)) {
+      r.skipType(tag & 7);
+      continue;
+    }
+    if (--budget.left < 0) throw protocolError(`${what} from the agent holds more than ${MAX_DECODED_MESSAGES} messages`);
+    const length = r.uint32();
+    const sub = r.pos + length;
+    if (sub > end) return;
+    countMessages(field.resolvedType, r, sub, budget, what);
+    r.pos = sub;
+  }
+}
+
 function decode(type: protobuf.Type, payload: Buffer, what: string): Record<string, unknown> {
+  try {
+    countMessages(type, protobuf.Reader.create(payload), payload.length, { left: MAX_DECODED_MESSAGES }, what);
+  } catch (err) {
+    if (err instanceof AgentError) throw err;
+    // Malformed bytes: the decoder below says what is wrong with them.
+  }
   try {
     return type.toObject(type.decode(payload), DECODE_OPTIONS) as Record<string, unknown>;
   } catch (err) {

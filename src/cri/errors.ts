@@ -141,8 +141,25 @@ function outOfRoom(err: unknown): boolean {
 /** How deep a chain of causes is followed. */
 const MAX_CAUSE_DEPTH = 8;
 
+/**
+ * Longest status message a client gets. The message travels in an HTTP/2
+ * trailer: one that echoes a 1 MiB value from the request exceeds what the
+ * peer takes for headers, and the call (with the connection's other calls:
+ * kubelet has one) never finishes.
+ */
+export const MAX_STATUS_DETAILS = 2048;
+
+function capped(details: string): string {
+  return details.length > MAX_STATUS_DETAILS ? `${details.slice(0, MAX_STATUS_DETAILS)}... (${details.length - MAX_STATUS_DETAILS} more characters)` : details;
+}
+
 /** The gRPC status a client sees for an error a handler threw. */
 export function toGrpcStatus(err: unknown): MappedStatus {
+  const st = mapError(err);
+  return { code: st.code, details: capped(st.details) };
+}
+
+function mapError(err: unknown): MappedStatus {
   if (err instanceof FraktiError) {
     // A room that wrapped a lower room's error to add context ("create
     // container c1: ...") as INTERNAL keeps its message; the status comes

@@ -4,7 +4,7 @@
 //
 // The rootfs is an overlay under the pod's shared directory; the agent
 // creates the container from a spec; output is pumped into the CRI log.
-import { mkdir, rm, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, rm, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join, posix } from 'node:path';
 import { execa } from 'execa';
 import { errorMessage } from '../lib/errors.js';
@@ -166,6 +166,8 @@ export async function createContainer(ctx: PodContext, podId: string, spec: Cont
     undo.push(`release image ${image.id}`, () => ctx.deps.images.releaseImage(image.id, id));
     const layers = await ctx.deps.images.rootfsLayers(image.id);
     const rootfs = join(ctx.shareDir(podId), id, 'rootfs');
+    // Before the mount's own undo steps, so it runs after them: the whole folder, not only its rw.
+    undo.push(`remove ${dirname(ctx.containerScratchDir(id))}`, () => rm(dirname(ctx.containerScratchDir(id)), { recursive: true, force: true }));
     await mountRootfs({ layers, scratchDir: ctx.containerScratchDir(id), target: rootfs }, undo);
     mark('rootfs mounted');
     undo.push(`remove ${join(ctx.shareDir(podId), id)}`, () => rm(join(ctx.shareDir(podId), id), { recursive: true, force: true }));
@@ -337,8 +339,9 @@ export async function removeContainer(ctx: PodContext, id: string): Promise<void
     await unplugDisks(live.vm.qmp, id).catch((err) => log.warn('unplug of a container disk failed', { container: id, err: errorMessage(err) }));
     failPoint('remove container: gone from the guest');
   }
+  // Each host path is bound at mounts/<n>: the folder itself is no mount point.
   const mounts = join(ctx.shareDir(c.meta.podId), id, 'mounts');
-  await execa('umount', ['-R', '-l', mounts], { reject: false });
+  for (const n of await readdir(mounts).catch(() => [] as string[])) await execa('umount', ['-R', '-l', join(mounts, n)], { reject: false });
   await unmountRootfs(join(ctx.shareDir(c.meta.podId), id, 'rootfs'));
   failPoint('remove container: rootfs unmounted');
   await rm(join(ctx.shareDir(c.meta.podId), id), { recursive: true, force: true });
