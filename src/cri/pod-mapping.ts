@@ -14,6 +14,11 @@ export interface VmSizing {
   /** Memory the guest kernel and agent need on top of the containers' limits. */
   guestOverheadMiB: number;
   maxCpus: number;
+  /**
+   * The node's memory: a VM never gets more. A limit above it (Kubernetes
+   * allows one) would only let a guest push the node into its OOM killer.
+   */
+  maxMemoryMiB?: number;
 }
 
 const MIB = 1024 * 1024;
@@ -218,7 +223,7 @@ export function vmSizeFor(r: LinuxContainerResources | null | undefined, o: Linu
   const mem = Math.max(0, int(r?.memory_limit_in_bytes)) + Math.max(0, int(o?.memory_limit_in_bytes));
   return {
     ...(quota > 0 ? { cpus: Math.min(s.maxCpus, Math.max(1, Math.ceil(quota / period))) } : {}),
-    ...(mem > 0 ? { memoryMiB: Math.ceil(mem / MIB) + s.guestOverheadMiB } : {}),
+    ...(mem > 0 ? { memoryMiB: Math.min(s.maxMemoryMiB ?? Infinity, Math.ceil(mem / MIB) + s.guestOverheadMiB) } : {}),
   };
 }
 

@@ -272,7 +272,7 @@ export async function run(argv: string[]): Promise<number> {
           if (!pods) throw new Error('the pod manager is not started');
           return pods;
         },
-        sizing: { defaultCpus: cfg.defaultCpus, defaultMemoryMiB: cfg.defaultMemoryMb, guestOverheadMiB: GUEST_OVERHEAD_MIB, maxCpus: MAX_POD_CPUS },
+        sizing: { defaultCpus: cfg.defaultCpus, defaultMemoryMiB: cfg.defaultMemoryMb, guestOverheadMiB: GUEST_OVERHEAD_MIB, maxCpus: MAX_POD_CPUS, maxMemoryMiB: hostMemoryMiB() },
       },
       streaming: () => {
         if (!streaming) throw new Error('the streaming server is not started');

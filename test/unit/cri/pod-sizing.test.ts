@@ -21,3 +21,10 @@ test('a resize leaves unset what it does not ask for', () => {
   // A negative quota (unlimited) asks for nothing.
   assert.deepEqual(vmSizeFor({ cpu_quota: '-1', memory_limit_in_bytes: '0' } as never, null, sizing), {});
 });
+
+test('a memory limit above the node\'s memory gives a VM of the node\'s memory, not more', () => {
+  const node = { ...sizing, maxMemoryMiB: 24 * 1024 };
+  assert.deepEqual(vmSize({ resources: { memory_limit_in_bytes: String(500 * 1024 * MiB) } } as never, node), { cpus: 1, memoryMiB: 24 * 1024 });
+  assert.deepEqual(vmSize({ resources: { memory_limit_in_bytes: String(512 * MiB) } } as never, node), { cpus: 1, memoryMiB: 512 + 64 });
+  assert.deepEqual(vmSizeFor({ memory_limit_in_bytes: String(100 * 1024 * MiB) } as never, null, node), { memoryMiB: 24 * 1024 });
+});
