@@ -45,9 +45,14 @@ const SHORT_CALL_MS = 250;
 const LONG_CALL_MS = 5000;
 /** How late past its bound a call, stream or close may settle. */
 const SETTLE_SLACK_MS = 2000;
-/** Growth of the heap (and of the buffers outside it), and of the RSS, over the fuzz run that counts as a leak. */
+/**
+ * Growth over the fuzz run that counts as a leak: of the heap and the buffers
+ * outside it (what a kept frame would hold), and of the RSS. The allocator
+ * keeps pages the run's ~100 MiB of frames used (47-66 MiB seen here under
+ * load), so the RSS bound only catches a leak of native memory on that scale.
+ */
 const MAX_HEAP_GROWTH_BYTES = 16 * 1024 * 1024;
-const MAX_RSS_GROWTH_BYTES = 64 * 1024 * 1024;
+const MAX_RSS_GROWTH_BYTES = 160 * 1024 * 1024;
 
 const root = protobuf.loadSync(agentProtoPath());
 root.resolveAll();
