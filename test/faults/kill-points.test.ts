@@ -8,13 +8,12 @@
 // fully removed, a container's log must keep every line (a replay after a
 // kill may repeat a few), an image must be
 // listed only when it runs; once everything is removed nothing may be left.
-import { test, before, after } from 'node:test';
+import { test, before } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, mkdir, readFile, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa } from 'execa';
-import { buildBusyboxImage, pushImage, startRegistry, type Registry } from '../helpers/image-registry.js';
+import { busyboxFixture } from '../helpers/busybox-fixture.js';
 import { startDaemon, type RunningDaemon } from '../helpers/cri-client.js';
 import { fraktiNetns } from '../helpers/e2e-daemon.js';
 import { killLeftovers, mountsUnder } from '../helpers/vmm-leaks.js';
@@ -32,21 +31,15 @@ const POINTS: Record<Op, number> = { RunPodSandbox: 15, CreateContainer: 9, Star
 const LOGGER = ['sh', '-c', 'i=0; while true; do echo "line $i"; i=$((i+1)); sleep 0.05; done'];
 
 let dir: string;
-let reg: Registry;
 let image: string;
 let base: NodeBaseline;
 
-before(async () => {
-  dir = await mkdtemp(join(tmpdir(), 'frakti-faults-'));
-  reg = await startRegistry();
-  image = `${reg.host}/busybox:latest`;
-  await pushImage((await buildBusyboxImage(join(dir, 'img'))).layout, image);
-  base = await nodeBaseline();
+busyboxFixture('frakti-faults-', (f) => {
+  ({ dir, image } = f);
 });
 
-after(async () => {
-  await reg?.stop();
-  await rm(dir, { recursive: true, force: true });
+before(async () => {
+  base = await nodeBaseline();
 });
 
 interface Tally {
