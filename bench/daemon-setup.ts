@@ -19,6 +19,9 @@ export async function daemonWithBusybox(prefix: string, args: string[] = []): Pr
   const reg = await startRegistry();
   let d: RunningDaemon | undefined;
   const cleanup = async () => {
+    // Pods a failed run left: their VMs outlive the daemon, and their mounts would keep the folder.
+    const left = d ? await d.client.runtime.ListPodSandbox!({}).then((r) => r.items as { id: string }[], () => []) : [];
+    for (const p of left) await d!.client.runtime.RemovePodSandbox!({ pod_sandbox_id: p.id }, { timeoutMs: 60_000 }).catch(() => {});
     await d?.cleanup();
     await reg.stop();
     await rm(dir, { recursive: true, force: true });

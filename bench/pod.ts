@@ -126,7 +126,11 @@ async function poolRuns(accel: 'kvm' | 'tcg'): Promise<Record<string, unknown>> 
     const idle = await vmPss(join(d.state, 'vm'));
     const idleCpu = await cpuPercent(idle.pids, IDLE_CPU_WINDOW_MS);
     // A burst with the default pool: the first pods take the pool, the rest boot cold meanwhile.
-    const burst = await Promise.all(Array.from({ length: BURST }, (_, i) => startPod(d, image, dir, `burst-${i}`)));
+    // Settled each: a failed pod is reported, and the others are not left starting under the cleanup.
+    const settled = await Promise.allSettled(Array.from({ length: BURST }, (_, i) => startPod(d, image, dir, `burst-${i}`)));
+    const failed = settled.filter((r): r is PromiseRejectedResult => r.status === 'rejected');
+    if (failed.length > 0) throw new Error(`${failed.length} of ${BURST} pods of the burst failed: ${String(failed[0]!.reason)}`);
+    const burst = settled.map((r) => (r as PromiseFulfilledResult<Awaited<ReturnType<typeof startPod>>>).value);
     for (const b of burst) await rt.RemovePodSandbox!({ pod_sandbox_id: b.pod }, { timeoutMs: 60_000 });
     const startMs = median(starts);
     const bareMs = median(bare);

@@ -138,8 +138,9 @@ enum link_state
   LINK_DOWN,
 };
 
+/* mac: NULL = keep the link's address. */
 static int
-set_link (int fd, int index, const char *rename_to, uint32_t mtu, enum link_state state)
+set_link_mac (int fd, int index, const char *rename_to, uint32_t mtu, const uint8_t *mac, enum link_state state)
 {
   struct nl_req r = { 0 };
   struct ifinfomsg *ifi = NLMSG_DATA (&r.h);
@@ -156,7 +157,15 @@ set_link (int fd, int index, const char *rename_to, uint32_t mtu, enum link_stat
     add_attr (&r, IFLA_MTU, &mtu, sizeof (mtu));
   if (rename_to && rename_to[0])
     add_attr (&r, IFLA_IFNAME, rename_to, strlen (rename_to) + 1);
+  if (mac)
+    add_attr (&r, IFLA_ADDRESS, mac, 6);
   return nl_talk (fd, &r);
+}
+
+static int
+set_link (int fd, int index, const char *rename_to, uint32_t mtu, enum link_state state)
+{
+  return set_link_mac (fd, index, rename_to, mtu, NULL, state);
 }
 
 static int
@@ -314,11 +323,14 @@ call_configure_network (struct agent *agent UNUSED, const Request *req, uint8_t 
   for (size_t i = 0; i < n->n_interfaces; i++)
     {
       const Frakti__Agent__V1__GuestInterface *x = n->interfaces[i];
-      uint8_t mac[6];
+      uint8_t mac[6], new_mac[6];
       char name[IFNAMSIZ];
       int index;
       if (parse_mac (x->mac, mac) < 0)
         return error_response (EINVAL, "invalid interface MAC", out);
+      bool set_mac = x->set_mac[0] != 0;
+      if (set_mac && parse_mac (x->set_mac, new_mac) < 0)
+        return error_response (EINVAL, "invalid interface set_mac", out);
       if (strlen (x->name) >= IFNAMSIZ || strchr (x->name, '/'))
         return error_response (EINVAL, "invalid interface name", out);
       if ((r = find_link (fd, mac, &index, name)) < 0)
@@ -336,9 +348,10 @@ call_configure_network (struct agent *agent UNUSED, const Request *req, uint8_t 
           agent_error_set (&err, -r, "rename `%s` to `%s`", name, x->name);
           return agent_error_response (&err, out);
         }
-      if ((r = set_link (fd, index, NULL, x->mtu, LINK_UP)) < 0)
+      /* A pool VM's NIC takes the pod's MAC here (virtio-net changes it live, over its control queue). */
+      if ((r = set_link_mac (fd, index, NULL, x->mtu, set_mac ? new_mac : NULL, LINK_UP)) < 0)
         {
-          agent_error_set (&err, -r, "set MTU %u and up on `%s`", x->mtu, rename ? x->name : name);
+          agent_error_set (&err, -r, "set MTU %u%s%.17s and up on `%s`", x->mtu, set_mac ? ", MAC " : "", set_mac ? x->set_mac : "", rename ? x->name : name);
           return agent_error_response (&err, out);
         }
       for (size_t a = 0; a < x->n_addresses; a++)

@@ -88,6 +88,7 @@ export function networkBody(n: GuestNetwork): Record<string, unknown> {
       name: str(i.name ?? '', 'interface name', 15),
       mtu: int(i.mtu, 'mtu', 0, 65536),
       addresses: list<string>(i.addresses, 'addresses').map((a) => str(a, 'address', 64)),
+      setMac: i.setMac === undefined || i.setMac === '' ? '' : mac(i.setMac, 'interface setMac'),
     })),
     routes: list<GuestNetwork['routes'][number]>(n.routes, 'routes').map((r) => ({
       dst: str(r.dst, 'route dst', 64),

@@ -24,6 +24,8 @@ export interface GuestInterface {
   mtu: number;
   /** CIDRs. */
   addresses: string[];
+  /** The MAC the NIC found by `mac` takes (a pool VM's NIC, booted before the pod's MAC was known). */
+  setMac?: string;
 }
 export interface GuestRoute {
   /** CIDR or 'default'. */

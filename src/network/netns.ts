@@ -58,14 +58,14 @@ export function ipIn(name: string, args: string[]): Promise<string> {
   return run(name, 'ip', ['-n', name, ...args]);
 }
 
-/** `tc -n NAME ...`, likewise. */
-export function tcIn(name: string, args: string[]): Promise<string> {
-  return run(name, 'tc', ['-n', name, ...args]);
+/** `tc -n NAME -batch -`: several changes, one process; the first that fails stops it, named in the error. */
+export function tcBatchIn(name: string, lines: string[]): Promise<string> {
+  return run(name, 'tc', ['-n', name, '-batch', '-'], lines.join('\n') + '\n');
 }
 
-async function run(name: string, cmd: string, args: string[]): Promise<string> {
+async function run(name: string, cmd: string, args: string[], input?: string): Promise<string> {
   checkName(name);
-  const res = await execa(cmd, args, { reject: false, timeout: IP_TIMEOUT_MS, maxBuffer: 4 * 1024 * 1024 });
+  const res = await execa(cmd, args, { reject: false, timeout: IP_TIMEOUT_MS, maxBuffer: 4 * 1024 * 1024, ...(input === undefined ? {} : { input }) });
   if (res.exitCode !== 0) {
     throw new NetworkError('NETNS_EXEC', `in netns ${name}: ${cmd} ${args.slice(2).join(' ')}: ${res.stderr.trim() || `exit ${res.exitCode}`}`);
   }

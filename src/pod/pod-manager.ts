@@ -37,7 +37,7 @@ export class PodManager {
     if (size > 0) {
       const ctx = this.ctx;
       ctx.pool = new VmPool(ctx, {
-        launch: (id, vmSize, netns, netnsReady) => launchPodVm(ctx, id, vmSize, netns, netnsReady),
+        launch: (id, vmSize, netns, netnsReady, nics) => launchPodVm(ctx, id, vmSize, netns, netnsReady, nics),
         waitForAgent: (vm) => waitForPodAgent(ctx, vm),
         shareDir: (id) => ctx.shareDir(id),
         podFilesDir: (id) => podFilesDir(ctx, id),
@@ -151,8 +151,13 @@ export class PodManager {
     }
   }
 
+  /** A pod start's step: the pool's refill waits for it (a boot would take the core it runs on). */
+  private podStart<T>(fn: () => Promise<T>): Promise<T> {
+    return this.ctx.pool ? this.ctx.pool.during(fn) : fn();
+  }
+
   runPodSandbox(spec: PodSpec): Promise<string> {
-    return runPodSandbox(this.ctx, spec);
+    return this.podStart(() => runPodSandbox(this.ctx, spec));
   }
 
   stopPodSandbox(id: string): Promise<void> {
@@ -182,11 +187,11 @@ export class PodManager {
   }
 
   createContainer(podId: string, spec: ContainerSpec): Promise<string> {
-    return createContainer(this.ctx, this.resolvePodId(podId), spec);
+    return this.podStart(async () => createContainer(this.ctx, this.resolvePodId(podId), spec));
   }
 
   startContainer(id: string): Promise<void> {
-    return startContainer(this.ctx, this.resolveContainerId(id));
+    return this.podStart(async () => startContainer(this.ctx, this.resolveContainerId(id)));
   }
 
   stopContainer(id: string, timeoutSec: number): Promise<void> {

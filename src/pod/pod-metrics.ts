@@ -4,6 +4,7 @@
 import { readFile } from 'node:fs/promises';
 import { Gauge, type Registry } from 'prom-client';
 import type { PodManager } from './pod-manager.js';
+import { POD_TAP } from './pod-network.js';
 
 /** QEMU's resident memory in bytes, from /proc; undefined when the process is gone. */
 export async function processRssBytes(pid: number): Promise<number | undefined> {
@@ -22,8 +23,6 @@ export interface PodNetworkCounters {
   txErrors: number;
 }
 
-/** The tap of the pod's network namespace (tc-redirect wiring; network room's wireTap default). */
-const POD_TAP = 'tap0';
 
 /**
  * Reads the counters of the pod's tap from /proc/PID/net/dev of its QEMU,

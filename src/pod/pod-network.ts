@@ -20,6 +20,9 @@ export interface PodNetwork {
   wiring: TapWiring;
 }
 
+/** The tap beside eth0 in every pod's namespace: the VM's NIC is on it. */
+export const POD_TAP = 'tap0';
+
 /** Name of a pod's namespace: short (ip netns names are file names), unique by pod id. */
 export function podNetnsName(podId: string): string {
   return `frakti-${podId.slice(0, 16)}`;
@@ -45,8 +48,8 @@ export async function createPodNetns(podId: string, undo: UndoStack): Promise<st
   return netns;
 }
 
-/** CNI ADD in the pod's namespace, then the tap wired to its eth0. */
-export async function attachPodNetwork(podId: string, spec: PodSpec, cni: CniNetwork, undo: UndoStack): Promise<PodNetwork> {
+/** CNI ADD in the pod's namespace, then the tap wired to its eth0 (a pool VM's tap exists already). */
+export async function attachPodNetwork(podId: string, spec: PodSpec, cni: CniNetwork, undo: UndoStack, opts: { tapExists?: boolean } = {}): Promise<PodNetwork> {
   const netns = podNetnsName(podId);
   const req = cniRequest(podId, spec);
   let addFailed = false;
@@ -69,7 +72,7 @@ export async function attachPodNetwork(podId: string, spec: PodSpec, cni: CniNet
     throw new PodError('INTERNAL', `set up pod network (${cni.name}): ${errorMessage(err)}`, {}, err);
   }
   // The tap and its filters live in the namespace: deleting it removes them.
-  const wiring = await wireTap(netns);
+  const wiring = await wireTap(netns, 'eth0', POD_TAP, opts);
   return { netns, netnsPath: req.netnsPath, ips: podIps(result), wiring };
 }
 

@@ -11,7 +11,7 @@ import { errorMessage } from '../lib/errors.js';
 import { failPoint } from '../lib/fail-point.js';
 import { logger } from '../lib/log.js';
 import { UndoStack } from '../lib/undo.js';
-import type { Vm } from '../vmm/index.js';
+import type { Vm, VmNic } from '../vmm/index.js';
 import { GUEST_SHARE_DIR, SHARE_TAG, newId, podName, type PodContext, type PodManagerOptions } from './context.js';
 import { PodError } from './errors.js';
 import { checkHostname, hostDns, hostsFile, resolvConf } from './guest-files.js';
@@ -19,7 +19,7 @@ import { attachPodNetwork, createPodNetns, tearDownPodNetwork, podNetnsName, typ
 import { deleteNetns, netnsPath } from '../network/index.js';
 import { MAX_MEMORY_MIB, MAX_VCPUS, destroyVmDir, growMemory, hotplugNic } from '../vmm/index.js';
 import type { PoolVm } from './vm-pool.js';
-import type { PodAgent } from './agent-port.js';
+import type { PodAgent, SandboxSetup } from './agent-port.js';
 import { MAX_POD_DISKS } from './container-disks.js';
 import { removeContainer, stopContainerProcess } from './container-ops.js';
 import type { PodRecordMeta, PodSpec } from './types.js';
@@ -80,7 +80,12 @@ export async function runPodSandbox(ctx: PodContext, requested: PodSpec): Promis
         undo.push(`stop VM ${id}`, () => pooled.vm.stop({ timeoutMs: POD_STOP_GRACE_MS }));
         undo.push('close agent', () => pooled.agent.close());
         await writePodFileContents(ctx, id, spec, resolv);
-        net = await ctx.deps.network().then((cni) => attachPodNetwork(id, spec, cni, undo));
+        // The guest's setup needs nothing of the network but the hosts file
+        // (sent with the NIC's configuration below): it runs while CNI works.
+        const setup = pooled.agent.setupSandbox({ ...sandboxSetup(spec, resolv), hosts: '' });
+        setup.catch(() => {});
+        net = await ctx.deps.network().then((cni) => attachPodNetwork(id, spec, cni, undo, { tapExists: true }));
+        await setup;
         ({ vm, agent } = pooled);
         mark('network (pool VM)');
       } else {
@@ -111,7 +116,8 @@ export async function runPodSandbox(ctx: PodContext, requested: PodSpec): Promis
         vm = vmR.value;
         mark('network and VM');
       }
-      await hotplugNic(vm.qmp, { id: 'net0', tap: net.wiring.tap, mac: net.wiring.iface.mac });
+      // A pool VM booted with its NIC on the tap; a cold one gets it now, with the pod's MAC.
+      if (!pooled) await hotplugNic(vm.qmp, { id: 'net0', tap: net.wiring.tap, mac: net.wiring.iface.mac });
       await writeFile(join(podFilesDir(ctx, id), 'hosts'), hostsFile(spec.hostname, net.ips));
       if (!pooled) {
         agent = await waitForPodAgent(ctx, vm);
@@ -119,9 +125,10 @@ export async function runPodSandbox(ctx: PodContext, requested: PodSpec): Promis
         mark('agent ready');
       }
       // Independent calls: sent together, the second waits for no round trip.
+      const hosts = hostsFile(spec.hostname, net.ips);
       await Promise.all([
-        agent!.setupSandbox({ hostname: spec.hostname, resolvConf: resolv, hosts: hostsFile(spec.hostname, net.ips), sysctls: spec.sysctls, shares: [{ tag: SHARE_TAG, mountPoint: GUEST_SHARE_DIR }] }),
-        configureGuestNetwork(agent!, net),
+        agent!.setupSandbox(pooled ? { hostname: '', resolvConf: '', hosts, sysctls: {}, shares: [] } : { ...sandboxSetup(spec, resolv), hosts }),
+        configureGuestNetwork(agent!, net, pooled?.nic.mac),
       ]);
       // A pool VM has the pool's memory: more is added as a resize adds it.
       if (pooled && spec.memoryMiB > pooled.memoryMiB) {
@@ -148,6 +155,11 @@ export async function runPodSandbox(ctx: PodContext, requested: PodSpec): Promis
       throw new PodError('INTERNAL', `run pod ${spec.metadata.namespace}/${spec.metadata.name}: ${errorMessage(err)}`, { pod: id }, err);
     }
   });
+}
+
+/** What the guest sets up for the pod (an empty field is left as it is). */
+function sandboxSetup(spec: PodSpec, resolv: string): Omit<SandboxSetup, 'hosts'> {
+  return { hostname: spec.hostname, resolvConf: resolv, sysctls: spec.sysctls, shares: [{ tag: SHARE_TAG, mountPoint: GUEST_SHARE_DIR }] };
 }
 
 /** A pool VM taken for a pod that could not have it after all: it goes, as it would have with the pod. */
@@ -182,11 +194,16 @@ async function writePodFileContents(ctx: PodContext, id: string, spec: PodSpec, 
   await writeFile(join(files, 'resolv.conf'), resolv);
 }
 
-/** The guest sees a hot-plugged NIC a moment after QMP says it is there: look for it again, bounded. */
-async function configureGuestNetwork(agent: PodAgent, net: PodNetwork): Promise<void> {
+/**
+ * The guest sees a hot-plugged NIC a moment after QMP says it is there: look
+ * for it again, bounded. A pool VM's NIC is found by the MAC it booted with
+ * and takes the pod's.
+ */
+async function configureGuestNetwork(agent: PodAgent, net: PodNetwork, bootMac?: string): Promise<void> {
   const deadline = Date.now() + NIC_APPEAR_TIMEOUT_MS;
+  const mac = net.wiring.iface.mac;
   const request = {
-    interfaces: [{ mac: net.wiring.iface.mac, mtu: net.wiring.iface.mtu, addresses: net.wiring.iface.addresses }],
+    interfaces: [{ mac: bootMac ?? mac, ...(bootMac ? { setMac: mac } : {}), mtu: net.wiring.iface.mtu, addresses: net.wiring.iface.addresses }],
     routes: net.wiring.routes.map((r) => ({ dst: r.dst, gateway: r.gateway })),
   };
   for (;;) {
@@ -212,7 +229,7 @@ export function growthRoom(spec: Pick<PodSpec, 'cpus' | 'memoryMiB'>, opts: Pick
   };
 }
 
-export async function launchPodVm(ctx: PodContext, id: string, spec: Pick<PodSpec, 'cpus' | 'memoryMiB'>, netnsPath: string, netnsReady: Promise<unknown>): Promise<Vm> {
+export async function launchPodVm(ctx: PodContext, id: string, spec: Pick<PodSpec, 'cpus' | 'memoryMiB'>, netnsPath: string, netnsReady: Promise<unknown>, nics: VmNic[] = []): Promise<Vm> {
   const base = {
     id: id.slice(0, 32),
     dir: ctx.vmDir(id),
@@ -225,10 +242,11 @@ export async function launchPodVm(ctx: PodContext, id: string, spec: Pick<PodSpe
     ...(ctx.opts.tcgCacheMiB === undefined ? {} : { tcgCacheMiB: ctx.opts.tcgCacheMiB }),
     share: { source: ctx.shareDir(id), tag: SHARE_TAG },
     netns: netnsPath,
-    // One port for the pod's NIC (hot-plugged once CNI is done). Each
-    // port costs guest boot time, so there are no spares.
-    // One for the NIC, the rest for block volumes.
-    pcieRootPorts: 1 + MAX_POD_DISKS,
+    nics,
+    // A port for the pod's NIC when it is hot-plugged once CNI is done (a
+    // pool VM boots with it), the rest for block volumes. Each port costs
+    // guest boot time, so there are no spares.
+    pcieRootPorts: (nics.length > 0 ? 0 : 1) + MAX_POD_DISKS,
   };
   const opts = { beforeQemu: netnsReady };
   if (!ctx.opts.vsock) return ctx.deps.launchVm({ ...base, channel: { kind: 'serial' } }, opts);

@@ -11,11 +11,12 @@ import { join } from 'node:path';
 import { errorMessage } from '../lib/errors.js';
 import { logger } from '../lib/log.js';
 import { UndoStack } from '../lib/undo.js';
-import { deleteNetns, netnsPath } from '../network/index.js';
-import type { Vm } from '../vmm/index.js';
+import { randomBytes } from 'node:crypto';
+import { createTap, deleteNetns, netnsPath } from '../network/index.js';
+import type { Vm, VmNic } from '../vmm/index.js';
 import type { PodAgent } from './agent-port.js';
 import { newId, type PodContext } from './context.js';
-import { createPodNetns, podNetnsName } from './pod-network.js';
+import { POD_TAP, createPodNetns, podNetnsName } from './pod-network.js';
 
 const log = logger('pool');
 
@@ -24,6 +25,15 @@ const RETRY_FIRST_MS = 1_000;
 const RETRY_MAX_MS = 60_000;
 /** Boots at once: one, so a burst of pods on a small host is not slowed by refills. */
 const CONCURRENT_BOOTS = 1;
+/**
+ * A refill waits until no pod start (RunPodSandbox, CreateContainer,
+ * StartContainer) has been under way for this long: a boot takes a whole
+ * core under TCG, and the pod that took the VM still has its network, its
+ * container and its start to do. kubelet's next call comes within it.
+ */
+const REFILL_QUIET_MS = 300;
+/** ...but no longer than this after a take, so that a stream of pod starts cannot starve the pool. */
+const REFILL_MAX_DEFER_MS = 5_000;
 /** The largest pool a node may ask for. */
 export const MAX_VM_POOL = 64;
 /**
@@ -38,6 +48,8 @@ export interface PoolVm {
   agent: PodAgent;
   cpus: number;
   memoryMiB: number;
+  /** The NIC the VM booted with, on the namespace's tap: the pod's network is wired to it, the guest gives it the pod's MAC. */
+  nic: VmNic;
 }
 
 export interface PoolStatus {
@@ -50,7 +62,7 @@ export interface PoolStatus {
 
 /** What a pool VM needs of the pod room: the cold path's VM launch and agent wait. */
 export interface PoolBoot {
-  launch(id: string, size: { cpus: number; memoryMiB: number }, netnsPath: string, netnsReady: Promise<unknown>): Promise<Vm>;
+  launch(id: string, size: { cpus: number; memoryMiB: number }, netnsPath: string, netnsReady: Promise<unknown>, nics: VmNic[]): Promise<Vm>;
   waitForAgent(vm: Vm): Promise<PodAgent>;
   /** The pod's share folder and its .pod folder, which the pod's files go into at take. */
   shareDir(id: string): string;
@@ -65,6 +77,10 @@ export class VmPool {
   private lastError?: string;
   private closed = false;
   private readonly inFlight = new Set<Promise<void>>();
+  /** Pod starts under way, and until when a refill may wait for them. */
+  private starting = 0;
+  private deferUntil = 0;
+  private deferTimer?: NodeJS.Timeout;
 
   constructor(
     private readonly ctx: PodContext,
@@ -77,9 +93,25 @@ export class VmPool {
     return { size: this.size, ready: this.ready.length, booting: this.booting, ...(this.lastError ? { lastError: this.lastError } : {}) };
   }
 
+  /** Runs a pod start (RunPodSandbox, CreateContainer, StartContainer): refills wait for it to end. */
+  async during<T>(fn: () => Promise<T>): Promise<T> {
+    this.starting++;
+    try {
+      return await fn();
+    } finally {
+      this.starting--;
+      if (this.starting === 0 && this.deferUntil > Date.now()) this.fillLater(REFILL_QUIET_MS);
+    }
+  }
+
   /** Boots until the pool is full, one VM at a time; returns at once. */
   fill(): void {
     if (this.closed || this.retryTimer) return;
+    const wait = this.deferUntil - Date.now();
+    if (wait > 0 && (this.starting > 0 || this.deferTimer)) {
+      this.fillLater(Math.min(wait, REFILL_QUIET_MS));
+      return;
+    }
     while (this.ready.length + this.booting < this.size && this.booting < CONCURRENT_BOOTS) {
       this.booting++;
       const p = this.bootOne()
@@ -121,15 +153,27 @@ export class VmPool {
     if (vm) {
       vm.vm.removeAllListeners('exit');
       log.info('pool VM taken', { vm: vm.id, left: this.ready.length });
-      this.fill();
+      this.deferUntil = Date.now() + REFILL_MAX_DEFER_MS;
+      this.fillLater(REFILL_QUIET_MS);
     }
     return vm;
+  }
+
+  /** fill() once `ms` have passed (an earlier wait is replaced). */
+  private fillLater(ms: number): void {
+    clearTimeout(this.deferTimer);
+    this.deferTimer = setTimeout(() => {
+      this.deferTimer = undefined;
+      this.fill();
+    }, ms);
+    this.deferTimer.unref();
   }
 
   /** Tears every pool VM down (they hold no pod), waiting for boots under way. */
   async close(): Promise<void> {
     this.closed = true;
     clearTimeout(this.retryTimer);
+    clearTimeout(this.deferTimer);
     await Promise.allSettled([...this.inFlight]);
     const all = this.ready.splice(0);
     await Promise.allSettled(all.map((vm) => discard(this.ctx, vm)));
@@ -154,19 +198,30 @@ export class VmPool {
       const share = this.boot.shareDir(id);
       undo.push(`remove ${share}`, () => rm(join(share, '..'), { recursive: true, force: true }));
       await mkdir(this.boot.podFilesDir(id), { recursive: true, mode: 0o755 });
-      const netnsReady = createPodNetns(id, undo);
+      // The NIC is there from boot, on a tap made before QEMU opens it: a
+      // hot-plug at take would cost the pod ~200 ms under TCG. Its MAC is
+      // random until the pod's is known (the namespace holds the tap alone).
+      const netnsReady = createPodNetns(id, undo).then((ns) => createTap(ns, POD_TAP));
       netnsReady.catch(() => {});
-      const vm = await this.boot.launch(id, this.shape, netnsPath(podNetnsName(id)), netnsReady);
+      const nic = { tap: POD_TAP, mac: placeholderMac() };
+      const vm = await this.boot.launch(id, this.shape, netnsPath(podNetnsName(id)), netnsReady, [nic]);
       undo.push(`stop VM ${id}`, () => vm.stop({ timeoutMs: 10_000 }));
       const agent = await this.boot.waitForAgent(vm);
       undo.commit();
-      return { id, vm, agent, ...this.shape };
+      return { id, vm, agent, ...this.shape, nic };
     } catch (err) {
       const failures = await undo.run();
       if (failures.length > 0) log.error('cleanup after a failed pool boot left work undone', { vm: id, failures });
       throw err;
     }
   }
+}
+
+/** A random unicast, locally administered MAC: no vendor's, and no other pool VM's. */
+export function placeholderMac(): string {
+  const b = randomBytes(6);
+  b[0] = (b[0]! & 0xfc) | 0x02;
+  return [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
 }
 
 /** Stops a pool VM and removes what it had: VM, share, namespace. */

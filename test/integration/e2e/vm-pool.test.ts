@@ -15,6 +15,8 @@ import { daemonLeavingNothing } from '../../helpers/e2e-daemon.js';
 import { processesMentioning } from '../../helpers/vmm-leaks.js';
 import { frakti } from '../../helpers/cli-run.js';
 import { auditLeaks, nodeBaseline } from '../../faults/leak-audit.js';
+import { ipIn } from '../../../src/network/index.js';
+import { podNetnsName } from '../../../src/pod/pod-network.js';
 
 let dir: string;
 let image: string;
@@ -97,6 +99,12 @@ test('pods take pool VMs: network, hostPort, hostname, DNS and memory as a cold 
   // What a cold pod gets.
   assert.equal((await a.exec('hostname')).trim(), 'a-host');
   assert.match(await a.exec('cat /etc/resolv.conf'), /nameserver 10\.96\.0\.10[\s\S]*search pool\.svc\.cluster\.local/);
+  // The NIC a pool VM booted with took the MAC CNI gave eth0 in the pod's
+  // namespace (a ping works without it: the bridge learns any MAC).
+  for (const p of [a, b]) {
+    const cniMac = (JSON.parse(await ipIn(podNetnsName(p.pod), ['-j', 'link', 'show', 'eth0'])) as { address: string }[])[0]!.address;
+    assert.equal((await p.exec('cat /sys/class/net/eth0/address')).trim(), cniMac, `pod ${p.pod}'s NIC has CNI's MAC`);
+  }
   const gw = await bridgeGateway(d);
   assert.match(await a.exec(`ping -c 1 -W 5 ${gw} >/dev/null && echo reached`), /reached/);
   await waitFor('the hostPort', async () => (await tcpRead(gw, hostPort)).trim() === 'pong', 30_000, 300);

@@ -208,6 +208,7 @@ test('bad arguments are refused before anything is sent', async (t) => {
   await assert.rejects(client.portForward(70000), bad);
   await assert.rejects(client.resizeTty('c1', '', 0, 80), bad);
   await assert.rejects(client.configureNetwork({ interfaces: [{ mac: 'zz', mtu: 1500, addresses: [] }], routes: [] }), bad);
+  await assert.rejects(client.configureNetwork({ interfaces: [{ mac: '02:00:00:00:00:01', setMac: '02:00:00:00:00', mtu: 1500, addresses: [] }], routes: [] }), bad);
 });
 
 test('a late answer to a timed-out exec: its streams are drained, not a protocol error', async (t) => {
