@@ -1,7 +1,9 @@
-// A pod's network, made in the order teardown needs: the namespace, the CNI
-// attachment (its DEL registered before ADD, since ADD can half-allocate),
-// then the tap that joins eth0 to the VM. What the guest must configure is
-// read back from the namespace, as CNI left it.
+// A pod's network, made in the order teardown needs: the namespace with the
+// tap the VM's NIC is on (QEMU opens it at start), the CNI attachment (its
+// DEL registered before ADD, since ADD can half-allocate), then the tap wired
+// to eth0. What the guest must configure is read back from the namespace, as
+// CNI left it.
+import { randomBytes } from 'node:crypto';
 import { errorMessage } from '../lib/errors.js';
 import { logger } from '../lib/log.js';
 import type { UndoStack } from '../lib/undo.js';
@@ -22,6 +24,16 @@ export interface PodNetwork {
 
 /** The tap beside eth0 in every pod's namespace: the VM's NIC is on it. */
 export const POD_TAP = 'tap0';
+
+/**
+ * The MAC a pod VM's NIC boots with, before CNI has given eth0 its own: random,
+ * unicast, locally administered (no vendor's, and no other VM's).
+ */
+export function placeholderMac(): string {
+  const b = randomBytes(6);
+  b[0] = (b[0]! & 0xfc) | 0x02;
+  return [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
+}
 
 /** Name of a pod's namespace: short (ip netns names are file names), unique by pod id. */
 export function podNetnsName(podId: string): string {

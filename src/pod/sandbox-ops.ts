@@ -15,9 +15,9 @@ import type { Vm, VmNic } from '../vmm/index.js';
 import { GUEST_SHARE_DIR, SHARE_TAG, newId, podName, type PodContext, type PodManagerOptions } from './context.js';
 import { PodError } from './errors.js';
 import { checkHostname, hostDns, hostsFile, resolvConf } from './guest-files.js';
-import { attachPodNetwork, createPodNetns, tearDownPodNetwork, podNetnsName, type PodNetwork } from './pod-network.js';
-import { deleteNetns, netnsPath } from '../network/index.js';
-import { MAX_MEMORY_MIB, MAX_VCPUS, destroyVmDir, growMemory, hotplugNic } from '../vmm/index.js';
+import { POD_TAP, attachPodNetwork, createPodNetns, placeholderMac, tearDownPodNetwork, podNetnsName, type PodNetwork } from './pod-network.js';
+import { createTap, deleteNetns, netnsPath } from '../network/index.js';
+import { MAX_MEMORY_MIB, MAX_VCPUS, destroyVmDir, growMemory } from '../vmm/index.js';
 import type { PoolVm } from './vm-pool.js';
 import type { PodAgent, SandboxSetup } from './agent-port.js';
 import { MAX_POD_DISKS } from './container-disks.js';
@@ -30,8 +30,6 @@ const log = logger('pod');
 export const AGENT_READY_TIMEOUT_MS = 60_000;
 export const UNDO_TIMEOUT_MS = 60_000;
 export const POD_STOP_GRACE_MS = 10_000;
-export const NIC_APPEAR_TIMEOUT_MS = 10_000;
-const NIC_POLL_MS = 50;
 
 /** One operation at a time per pod: a second one meanwhile is FAILED_PRECONDITION. */
 export function guard<T>(ctx: PodContext, id: string, what: string, fn: () => Promise<T>): Promise<T> {
@@ -73,6 +71,11 @@ export async function runPodSandbox(ctx: PodContext, requested: PodSpec): Promis
       let net: PodNetwork;
       let vm: Vm;
       let agent: PodAgent;
+      // Every pod VM boots with its NIC, on a tap made in the namespace
+      // before QEMU starts, under a MAC of its own until CNI's is known: no
+      // hot-plug on the pod's path (a NIC hot-plugged while the guest was
+      // still booting could go unseen by it).
+      const nic: VmNic = pooled?.nic ?? { tap: POD_TAP, mac: placeholderMac() };
       if (pooled) {
         // The pool VM's parts are the pod's now: undone as a cold start's would be.
         undo.push(`delete netns ${meta.netns}`, () => deleteNetns(meta.netns));
@@ -92,20 +95,20 @@ export async function runPodSandbox(ctx: PodContext, requested: PodSpec): Promis
         // The namespace is made while the share and virtiofsd come up: only
         // QEMU and CNI need it. It settles before any undo runs (both branches
         // below wait for it), so a namespace made late cannot escape.
-        const netnsReady = createPodNetns(id, undo);
+        const netnsReady = createPodNetns(id, undo).then((ns) => createTap(ns, nic.tap));
         netnsReady.catch(() => {});
         await writePodFiles(ctx, id, spec, resolv, undo).catch(async (err) => {
           await netnsReady.catch(() => {});
           throw err;
         });
 
-        // The VM boots (in the pod's namespace, without a NIC yet) while CNI
-        // sets up the network; the NIC is plugged in once the tap is wired.
+        // The VM boots (in the pod's namespace, its NIC on the tap) while CNI
+        // sets up the network and the tap is wired to it.
         // Both branches settle before anything is undone, so nothing they
         // acquired escapes the undo stack.
         const [netR, vmR] = await Promise.allSettled([
-          netnsReady.then(() => ctx.deps.network()).then((cni) => attachPodNetwork(id, spec, cni, undo)),
-          launchPodVm(ctx, id, spec, netnsPath(meta.netns), netnsReady).then((v) => {
+          netnsReady.then(() => ctx.deps.network()).then((cni) => attachPodNetwork(id, spec, cni, undo, { tapExists: true })),
+          launchPodVm(ctx, id, spec, netnsPath(meta.netns), netnsReady, [nic]).then((v) => {
             undo.push(`stop VM ${id}`, () => v.stop({ timeoutMs: POD_STOP_GRACE_MS }));
             return v;
           }),
@@ -116,8 +119,6 @@ export async function runPodSandbox(ctx: PodContext, requested: PodSpec): Promis
         vm = vmR.value;
         mark('network and VM');
       }
-      // A pool VM booted with its NIC on the tap; a cold one gets it now, with the pod's MAC.
-      if (!pooled) await hotplugNic(vm.qmp, { id: 'net0', tap: net.wiring.tap, mac: net.wiring.iface.mac });
       await writeFile(join(podFilesDir(ctx, id), 'hosts'), hostsFile(spec.hostname, net.ips));
       if (!pooled) {
         agent = await waitForPodAgent(ctx, vm);
@@ -128,7 +129,7 @@ export async function runPodSandbox(ctx: PodContext, requested: PodSpec): Promis
       const hosts = hostsFile(spec.hostname, net.ips);
       await Promise.all([
         agent!.setupSandbox(pooled ? { hostname: '', resolvConf: '', hosts, sysctls: {}, shares: [] } : { ...sandboxSetup(spec, resolv), hosts }),
-        configureGuestNetwork(agent!, net, pooled?.nic.mac),
+        configureGuestNetwork(agent!, net, nic.mac),
       ]);
       // A pool VM has the pool's memory: more is added as a resize adds it.
       if (pooled && spec.memoryMiB > pooled.memoryMiB) {
@@ -195,25 +196,14 @@ async function writePodFileContents(ctx: PodContext, id: string, spec: PodSpec, 
 }
 
 /**
- * The guest sees a hot-plugged NIC a moment after QMP says it is there: look
- * for it again, bounded. A pool VM's NIC is found by the MAC it booted with
- * and takes the pod's.
+ * The NIC the VM booted with (found by its boot MAC: the guest probed it
+ * before the agent ran) takes CNI's MAC, MTU, addresses and routes.
  */
-async function configureGuestNetwork(agent: PodAgent, net: PodNetwork, bootMac?: string): Promise<void> {
-  const deadline = Date.now() + NIC_APPEAR_TIMEOUT_MS;
-  const mac = net.wiring.iface.mac;
-  const request = {
-    interfaces: [{ mac: bootMac ?? mac, ...(bootMac ? { setMac: mac } : {}), mtu: net.wiring.iface.mtu, addresses: net.wiring.iface.addresses }],
+async function configureGuestNetwork(agent: PodAgent, net: PodNetwork, bootMac: string): Promise<void> {
+  await agent.configureNetwork({
+    interfaces: [{ mac: bootMac, setMac: net.wiring.iface.mac, mtu: net.wiring.iface.mtu, addresses: net.wiring.iface.addresses }],
     routes: net.wiring.routes.map((r) => ({ dst: r.dst, gateway: r.gateway })),
-  };
-  for (;;) {
-    try {
-      return await agent.configureNetwork(request);
-    } catch (err) {
-      if (!/find the NIC/.test(errorMessage(err)) || Date.now() >= deadline) throw err;
-      await new Promise((r) => setTimeout(r, NIC_POLL_MS));
-    }
-  }
+  });
 }
 
 /**
@@ -243,10 +233,9 @@ export async function launchPodVm(ctx: PodContext, id: string, spec: Pick<PodSpe
     share: { source: ctx.shareDir(id), tag: SHARE_TAG },
     netns: netnsPath,
     nics,
-    // A port for the pod's NIC when it is hot-plugged once CNI is done (a
-    // pool VM boots with it), the rest for block volumes. Each port costs
+    // Ports for block volumes (the NIC is there from boot). Each port costs
     // guest boot time, so there are no spares.
-    pcieRootPorts: (nics.length > 0 ? 0 : 1) + MAX_POD_DISKS,
+    pcieRootPorts: MAX_POD_DISKS,
   };
   const opts = { beforeQemu: netnsReady };
   if (!ctx.opts.vsock) return ctx.deps.launchVm({ ...base, channel: { kind: 'serial' } }, opts);

@@ -11,12 +11,11 @@ import { join } from 'node:path';
 import { errorMessage } from '../lib/errors.js';
 import { logger } from '../lib/log.js';
 import { UndoStack } from '../lib/undo.js';
-import { randomBytes } from 'node:crypto';
 import { createTap, deleteNetns, netnsPath } from '../network/index.js';
 import type { Vm, VmNic } from '../vmm/index.js';
 import type { PodAgent } from './agent-port.js';
 import { newId, type PodContext } from './context.js';
-import { POD_TAP, createPodNetns, podNetnsName } from './pod-network.js';
+import { POD_TAP, createPodNetns, placeholderMac, podNetnsName } from './pod-network.js';
 
 const log = logger('pool');
 
@@ -215,13 +214,6 @@ export class VmPool {
       throw err;
     }
   }
-}
-
-/** A random unicast, locally administered MAC: no vendor's, and no other pool VM's. */
-export function placeholderMac(): string {
-  const b = randomBytes(6);
-  b[0] = (b[0]! & 0xfc) | 0x02;
-  return [...b].map((x) => x.toString(16).padStart(2, '0')).join(':');
 }
 
 /** Stops a pool VM and removes what it had: VM, share, namespace. */

@@ -132,6 +132,8 @@ test('pods take pool VMs: network, hostPort, hostname, DNS and memory as a cold 
   const c = await runPod(d, 'c', { linux: { resources: { cpu_quota: '200000', cpu_period: '100000' }, security_context: { namespace_options: { network: 'POD', pid: 'CONTAINER', ipc: 'POD' } } } });
   assert.ok(!now.has(c.pod.slice(0, 16)), 'a pod that does not fit boots its own VM');
   assert.equal((await c.exec('nproc')).trim(), '2');
+  const cniMacC = (JSON.parse(await ipIn(podNetnsName(c.pod), ['-j', 'link', 'show', 'eth0'])) as { address: string }[])[0]!.address;
+  assert.equal((await c.exec('cat /sys/class/net/eth0/address')).trim(), cniMacC, 'a cold pod\'s NIC has CNI\'s MAC too');
   assert.equal((await pool(d))?.ready, 2, 'the pool is left as it was');
   t.diagnostic(`cold RunPodSandbox (2 vCPUs): ${c.ms} ms`);
 });
