@@ -209,7 +209,9 @@ const IFNAME_RE = /^[A-Za-z0-9_.-]{1,15}$/;
 
 /**
  * Adds a virtio-net NIC on a tap to a running VM, on a free root port. A pod
- * VM boots while CNI sets up the pod's network; its NIC arrives this way.
+ * VM boots with its own NIC (the pod room takes no hot-plug on a pod's start:
+ * a NIC added while the guest still boots can go unseen); this is for a NIC
+ * added to a VM that is up.
  */
 export async function hotplugNic(qmp: QmpClient, nic: NicDevice): Promise<string> {
   if (!ID_RE.test(nic.id) || !IFNAME_RE.test(nic.tap) || !MAC_RE.test(nic.mac)) {
