@@ -58,14 +58,12 @@ async function pssKindsKiB(pid: number): Promise<PssKinds> {
 }
 
 /** The namespaces kubelet asks for a pod without shareProcessNamespace: each container its own PID namespace. */
-const KUBELET_NAMESPACES = { network: 'POD', pid: 'CONTAINER', ipc: 'POD' };
-const podLinux = { security_context: { namespace_options: KUBELET_NAMESPACES } };
-const containerLinux = { security_context: { namespace_options: KUBELET_NAMESPACES } };
+const kubeletLinux = { security_context: { namespace_options: { network: 'POD', pid: 'CONTAINER', ipc: 'POD' } } };
 
 /** One pod start as kubelet makes it: RunPodSandbox, CreateContainer, StartContainer until it runs. */
 async function startPod(d: RunningDaemon, image: string, dir: string, name: string): Promise<{ ms: number; pod: string; phases: { run: number; create: number; start: number } }> {
   const rt = d.client.runtime;
-  const config = { metadata: { name, uid: `u-${name}`, namespace: 'bench', attempt: 0 }, log_directory: join(dir, 'logs', name), linux: podLinux };
+  const config = { metadata: { name, uid: `u-${name}`, namespace: 'bench', attempt: 0 }, log_directory: join(dir, 'logs', name), linux: kubeletLinux };
   let pod = '';
   let ctr = '';
   const phases = { run: 0, create: 0, start: 0 };
@@ -74,7 +72,7 @@ async function startPod(d: RunningDaemon, image: string, dir: string, name: stri
       pod = (await rt.RunPodSandbox!({ config }, { timeoutMs: 300_000 })).pod_sandbox_id;
     });
     phases.create = await timeMs(async () => {
-      ctr = (await rt.CreateContainer!({ pod_sandbox_id: pod, config: { metadata: { name: 'idle', attempt: 0 }, image: { image }, command: ['sleep', '100000'], log_path: 'idle.log', linux: containerLinux }, sandbox_config: config }, { timeoutMs: 300_000 })).container_id;
+      ctr = (await rt.CreateContainer!({ pod_sandbox_id: pod, config: { metadata: { name: 'idle', attempt: 0 }, image: { image }, command: ['sleep', '100000'], log_path: 'idle.log', linux: kubeletLinux }, sandbox_config: config }, { timeoutMs: 300_000 })).container_id;
     });
     phases.start = await timeMs(async () => {
       await rt.StartContainer!({ container_id: ctr });
@@ -190,7 +188,7 @@ async function main(): Promise<void> {
     let idleCpuPercent = NaN;
     const kinds: PssKinds = { guest_ram: 0, files: 0, private: 0 };
     for (let i = 0; i < RUNS; i++) {
-      const config = { metadata: { name: `bench-${i}`, uid: `u${i}`, namespace: 'bench', attempt: 0 }, log_directory: join(dir, 'logs', String(i)), linux: podLinux };
+      const config = { metadata: { name: `bench-${i}`, uid: `u${i}`, namespace: 'bench', attempt: 0 }, log_directory: join(dir, 'logs', String(i)), linux: kubeletLinux };
       let pod = '';
       let ctr = '';
       // Bare boots alternate with pod starts: a shared machine's speed drifts
@@ -201,7 +199,7 @@ async function main(): Promise<void> {
           pod = (await rt.RunPodSandbox!({ config }, { timeoutMs: 120_000 })).pod_sandbox_id;
         }));
         phases.create.push(await timeMs(async () => {
-          ctr = (await rt.CreateContainer!({ pod_sandbox_id: pod, config: { metadata: { name: 'idle', attempt: 0 }, image: { image }, command: ['sleep', '100000'], log_path: 'idle.log', linux: containerLinux }, sandbox_config: config })).container_id;
+          ctr = (await rt.CreateContainer!({ pod_sandbox_id: pod, config: { metadata: { name: 'idle', attempt: 0 }, image: { image }, command: ['sleep', '100000'], log_path: 'idle.log', linux: kubeletLinux }, sandbox_config: config })).container_id;
         }));
         phases.start.push(await timeMs(async () => {
           await rt.StartContainer!({ container_id: ctr });

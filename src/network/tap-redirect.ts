@@ -58,7 +58,7 @@ export async function readRoutes(netns: string): Promise<PodRoute[]> {
   return routes;
 }
 
-/** The four tc changes of the two redirects, in one tc process (each process costs a pod start ~10 ms). */
+/** The four tc changes of the two redirects, for one tc process instead of four on a pod's start. */
 function redirectLines(a: string, b: string): string[] {
   const lines: string[] = [];
   for (const [from, to] of [[a, b], [b, a]]) {
@@ -73,8 +73,8 @@ function checkNames(...names: string[]): void {
 }
 
 /**
- * A tap in the namespace, up, not yet wired: a pool VM's NIC is on it from
- * boot, before CNI has made the interface it will mirror (wireTap with tapExists).
+ * A tap in the namespace, up, not yet wired: a VM's NIC is on it from boot,
+ * before CNI has made the interface it will mirror (wireTap with tapExists).
  */
 export async function createTap(netns: string, tap = 'tap0'): Promise<void> {
   checkNames(tap);

@@ -119,14 +119,14 @@ export async function runPodSandbox(ctx: PodContext, requested: PodSpec): Promis
         vm = vmR.value;
         mark('network and VM');
       }
-      await writeFile(join(podFilesDir(ctx, id), 'hosts'), hostsFile(spec.hostname, net.ips));
+      const hosts = hostsFile(spec.hostname, net.ips);
+      await writeFile(join(podFilesDir(ctx, id), 'hosts'), hosts);
       if (!pooled) {
         agent = await waitForPodAgent(ctx, vm);
         undo.push('close agent', () => agent.close());
         mark('agent ready');
       }
       // Independent calls: sent together, the second waits for no round trip.
-      const hosts = hostsFile(spec.hostname, net.ips);
       await Promise.all([
         agent!.setupSandbox(pooled ? { hostname: '', resolvConf: '', hosts, sysctls: {}, shares: [] } : { ...sandboxSetup(spec, resolv), hosts }),
         configureGuestNetwork(agent!, net, nic.mac),

@@ -208,10 +208,9 @@ const MAC_RE = /^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$/;
 const IFNAME_RE = /^[A-Za-z0-9_.-]{1,15}$/;
 
 /**
- * Adds a virtio-net NIC on a tap to a running VM, on a free root port. A pod
- * VM boots with its own NIC (the pod room takes no hot-plug on a pod's start:
- * a NIC added while the guest still boots can go unseen); this is for a NIC
- * added to a VM that is up.
+ * Adds a virtio-net NIC on a tap to a running VM, on a free root port. For a
+ * VM that is up: a NIC added while the guest still boots can go unseen by it,
+ * so a VM's first NIC belongs in its spec (VmSpec.nics).
  */
 export async function hotplugNic(qmp: QmpClient, nic: NicDevice): Promise<string> {
   if (!ID_RE.test(nic.id) || !IFNAME_RE.test(nic.tap) || !MAC_RE.test(nic.mac)) {
