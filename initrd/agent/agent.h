@@ -7,6 +7,7 @@
  *   stream.c   byte streams to and from the host, with flow control
  *   container.c containers and their processes: create, start, exec, exit
  *   child.c    what a container process does between fork and execve
+ *   spare.c    a container's process forked ahead, while the guest is idle
  *   cgroup.c   cgroup v2: limits, stats, kill, OOM events
  *   guest.c    sandbox setup, guest stats, hotplug, port forwards
  *   netlink.c  interfaces, addresses, routes, neighbours (rtnetlink)
@@ -123,9 +124,29 @@ struct session
   size_t out_len, out_off, out_cap;
 };
 
+/* A spare container process (spare.c): forked, in a PID namespace and a
+ * cgroup of its own, waiting for the spec of the container it will be. */
+#define SPARE_CGROUP_BYTES 32
+struct spare
+{
+  pid_t pid;  /* 0 when there is none */
+  bool ready; /* false once discarded: its exit is still to be reaped */
+  int ctl, start_fd, report_fd;
+  char cgroup[SPARE_CGROUP_BYTES];
+  unsigned made;
+};
+
+/* What a taken spare hands its container. */
+struct spare_taken
+{
+  pid_t pid;
+  int start_fd, report_fd;
+  char cgroup[SPARE_CGROUP_BYTES];
+};
+
 struct agent
 {
-  struct loop loop;
+  struct loop loop; /* first: the loop's idle hook finds the agent from it */
   bool pid1;
   bool shutdown_pending;
   char channel[320];
@@ -143,6 +164,7 @@ struct agent
   int self_pidns;   /* to restore pid_for_children after forking into another one */
   pid_t pod_holder; /* PID 1 of the pod's shared PID namespace, 0 until needed */
   int pod_pidns;
+  struct spare spare;
 };
 
 /* pid1.c */
@@ -208,6 +230,19 @@ struct ostream *containers_find_ostream (struct agent *agent, uint32_t id);
 void containers_for_each_ostream (struct agent *agent, void (*fn) (struct ostream *));
 void containers_detach_all (struct agent *agent);
 void containers_on_inotify (struct loop *loop, struct handler *h, uint32_t events);
+/* Forks with pid_for_children set to `nsfd` (or a new namespace when -1), then restores ours. */
+pid_t fork_in_pidns (struct agent *agent, int nsfd, struct agent_error *err);
+
+/* spare.c */
+void spare_init (struct agent *agent);
+/* A spare is made the next time the guest is idle (none is while one exists). */
+void spare_want (struct agent *agent);
+/* Hands the spare, if there is one, the spec and stdio of a container: 1 and
+ * *out filled, or 0 (none, or it could not take it: fork one as usual). */
+int spare_take (struct agent *agent, const Frakti__Agent__V1__ContainerSpec *spec, const int stdio[3],
+                struct spare_taken *out);
+/* True when `pid` was the spare (reaped here); its cgroup goes with it. */
+bool spare_on_exit (struct agent *agent, pid_t pid);
 
 /* guest.c: port forwards */
 struct istream *forwards_find_istream (struct agent *agent, uint32_t id);

@@ -67,6 +67,12 @@ cgroup_devices_ready (void)
   return devices_ready;
 }
 
+void
+cgroup_devices_mounted (void)
+{
+  devices_ready = true;
+}
+
 static int
 devices_setup (struct agent_error *err)
 {

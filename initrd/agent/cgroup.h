@@ -20,6 +20,8 @@ int cgroup_setup (struct agent_error *err);
 int cgroup_create (const char *id, struct agent_error *err);
 /* Whether the devices hierarchy is mounted (only by an agent that is PID 1). */
 bool cgroup_devices_ready (void);
+/* A spare, exec'd by the agent, told that the agent mounted the devices cgroup. */
+void cgroup_devices_mounted (void);
 int cgroup_apply (const char *id, const Frakti__Agent__V1__Resources *r, struct agent_error *err);
 int cgroup_stats (const char *id, Frakti__Agent__V1__ContainerStatsResponse *out, struct agent_error *err);
 /* Kills every process in the cgroup (cgroup.kill). */

@@ -20,6 +20,7 @@
 #include <sys/ioctl.h>
 #include <sys/mount.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <sys/statvfs.h>
@@ -38,6 +39,8 @@
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #define REPORT_FD 3
 #define START_FD 4
+/* A spare's end of the socket its container's spec and stdio come over. */
+#define CTL_FD 5
 
 static const char *const cap_names[] = {
   "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_SETGID",
@@ -280,21 +283,21 @@ find_disk (const char *id, const char *serial, char *dev, size_t dev_size, dev_t
     }
 }
 
-/* The init's devices cgroup (DEVICES_ROOT/<id>), opened before the root
+/* The init's devices cgroup (DEVICES_ROOT/<cgroup>), opened before the root
  * changes: its blockdevs are allowed there, and it joins once its mounts are
  * made (mounting a disk needs the device; the container must not). */
 static int devices_allow_fd = -1, devices_procs_fd = -1;
 
 static void
-devices_open (const char *id)
+devices_open (const char *cgroup, const char *id)
 {
   char path[512];
   if (! cgroup_devices_ready ())
     return;
-  snprintf (path, sizeof (path), DEVICES_ROOT "/%s/devices.allow", id);
+  snprintf (path, sizeof (path), DEVICES_ROOT "/%s/devices.allow", cgroup);
   if ((devices_allow_fd = open (path, O_WRONLY | O_CLOEXEC)) < 0)
     die (errno, "open the devices cgroup of container %s", id);
-  snprintf (path, sizeof (path), DEVICES_ROOT "/%s/cgroup.procs", id);
+  snprintf (path, sizeof (path), DEVICES_ROOT "/%s/cgroup.procs", cgroup);
   if ((devices_procs_fd = open (path, O_WRONLY | O_CLOEXEC)) < 0)
     die (errno, "open the devices cgroup of container %s", id);
 }
@@ -665,30 +668,51 @@ move_fd (int from, int to)
   dup2 (from, to);
 }
 
-void
-child_run (struct child_ctx *ctx)
+/* What every child does first: the agent's signal mask and dispositions undone, a session of its own. */
+static void
+child_prologue (void)
 {
   sigset_t none;
-  int report, start = -1;
-  const char *id = ctx->id;
-  char procs[512];
-  struct agent_error exec_failed = { 0 };
-
   sigemptyset (&none);
   sigprocmask (SIG_SETMASK, &none, NULL);
   signal (SIGPIPE, SIG_DFL);
   if (setsid () < 0)
     _exit (126);
+}
+
+/* The init joins its cgroup (v2) and opens its devices cgroup (joined after the mounts). */
+static void
+join_cgroups (const char *cgroup, const char *id)
+{
+  char procs[512];
+  struct agent_error e = { 0 };
+  snprintf (procs, sizeof (procs), CGROUP_PARENT "/%s/cgroup.procs", cgroup);
+  if (write_file (procs, "0", &e) < 0)
+    die (e.errnum, "join the cgroup of container %s", id);
+  devices_open (cgroup, id);
+}
+
+static void child_container (const struct child_ctx *ctx) __attribute__ ((noreturn));
+
+void
+child_run (struct child_ctx *ctx)
+{
+  int report, start = -1;
+  const char *id = ctx->id;
+  char procs[512];
+  struct agent_error exec_failed = { 0 };
+
+  child_prologue ();
   /* An exec joins the container first: its cgroup (by path, before the
    * mount namespace changes what paths mean), then its namespaces. */
   if (ctx->exec)
     {
       static const int types[3] = { CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC };
       struct agent_error e = { 0 };
-      snprintf (procs, sizeof (procs), CGROUP_PARENT "/%s/cgroup.procs", id);
+      snprintf (procs, sizeof (procs), CGROUP_PARENT "/%s/cgroup.procs", ctx->cgroup);
       if (write_file (procs, "0", &e) < 0)
         exec_failed = e;
-      snprintf (procs, sizeof (procs), DEVICES_ROOT "/%s/cgroup.procs", id);
+      snprintf (procs, sizeof (procs), DEVICES_ROOT "/%s/cgroup.procs", ctx->cgroup);
       if (exec_failed.errnum == 0 && cgroup_devices_ready () && write_file (procs, "0", &e) < 0)
         exec_failed = e;
       for (int i = 0; i < 3 && exec_failed.errnum == 0; i++)
@@ -729,16 +753,19 @@ child_run (struct child_ctx *ctx)
   if (ctx->exec)
     exec_process (id, ctx->spec, ctx->exec);
 
-  snprintf (procs, sizeof (procs), CGROUP_PARENT "/%s/cgroup.procs", id);
-  {
-    struct agent_error e = { 0 };
-    if (write_file (procs, "0", &e) < 0)
-      die (e.errnum, "join the cgroup of container %s", id);
-  }
+  join_cgroups (ctx->cgroup, id);
+  child_container (ctx);
+}
+
+/* From the namespaces to execve: the init's part after its cgroups, the same
+ * for a fresh fork and for a spare. */
+static void
+child_container (const struct child_ctx *ctx)
+{
+  const char *id = ctx->id;
   /* The IPC namespace stays the guest's, which is the pod's: its containers
    * share SysV IPC and POSIX queues, and the pod's kernel.shm* / kernel.msg* /
    * kernel.sem sysctls (set by the sandbox setup) are theirs. */
-  devices_open (id);
   if (unshare (CLONE_NEWNS | CLONE_NEWUTS) < 0)
     die (errno, "unshare the namespaces of container %s", id);
   if (ctx->spec->hostname[0] && sethostname (ctx->spec->hostname, strlen (ctx->spec->hostname)) < 0)
@@ -783,4 +810,103 @@ child_run (struct child_ctx *ctx)
       }
   }
   exec_process (id, ctx->spec, ctx->spec->process);
+}
+
+/* Moves fds[i] to the number to[i] (and closes the original), through numbers
+ * above them all so that no move lands on an fd still to be moved. */
+static void
+place_fds (int n, const int *fds, const int *to, int flags)
+{
+  int high[3];
+  for (int i = 0; i < n; i++)
+    if ((high[i] = fcntl (fds[i], F_DUPFD_CLOEXEC, 200)) < 0)
+      _exit (126);
+  for (int i = 0; i < n; i++)
+    if (fds[i] != high[i])
+      close (fds[i]);
+  for (int i = 0; i < n; i++)
+    {
+      if (dup3 (high[i], to[i], flags) < 0)
+        _exit (126);
+      close (high[i]);
+    }
+}
+
+/* The spec and the stdio of the container the spare becomes: a length and
+ * three fds, then the packed spec. EOF: the agent discarded the spare. */
+static Frakti__Agent__V1__ContainerSpec *
+receive_container (int stdio[3])
+{
+  uint32_t len = 0;
+  struct iovec iov = { .iov_base = &len, .iov_len = sizeof (len) };
+  union
+  {
+    char buf[CMSG_SPACE (3 * sizeof (int))];
+    struct cmsghdr align;
+  } u;
+  struct msghdr mh = { .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof (u.buf) };
+  ssize_t n;
+  do
+    n = recvmsg (CTL_FD, &mh, MSG_CMSG_CLOEXEC | MSG_WAITALL);
+  while (n < 0 && errno == EINTR);
+  if (n == 0)
+    _exit (0);
+  struct cmsghdr *cm = CMSG_FIRSTHDR (&mh);
+  if (n != (ssize_t) sizeof (len) || cm == NULL || cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS
+      || cm->cmsg_len != CMSG_LEN (3 * sizeof (int)))
+    die (n < 0 ? errno : EPROTO, "a spare container process: bad hand-over header");
+  memcpy (stdio, CMSG_DATA (cm), 3 * sizeof (int));
+  if (len == 0 || len > MAX_FRAME_PAYLOAD_BYTES)
+    die (EMSGSIZE, "a spare container process: a spec of %u bytes", len);
+  uint8_t *buf = malloc (len);
+  if (buf == NULL)
+    die (ENOMEM, "a spare container process: the spec");
+  for (size_t got = 0; got < len;)
+    {
+      ssize_t r = read (CTL_FD, buf + got, len - got);
+      if (r < 0 && errno == EINTR)
+        continue;
+      if (r <= 0)
+        die (r < 0 ? errno : EPIPE, "a spare container process: read the spec");
+      got += (size_t) r;
+    }
+  Frakti__Agent__V1__ContainerSpec *spec = frakti__agent__v1__container_spec__unpack (NULL, len, buf);
+  free (buf);
+  if (spec == NULL || spec->process == NULL)
+    die (EPROTO, "a spare container process: the spec does not unpack");
+  return spec;
+}
+
+void
+child_exec_spare (const char *cgroup, int ctl, int start_fd, int report_fd)
+{
+  char *argv[] = { "frakti-spare", "--spare", (char *) cgroup, cgroup_devices_ready () ? "--devices" : NULL, NULL };
+  place_fds (3, (int[]) { report_fd, start_fd, ctl }, (int[]) { REPORT_FD, START_FD, CTL_FD }, 0);
+  syscall (SYS_close_range, CTL_FD + 1, ~0U, 0);
+  execve ("/proc/self/exe", argv, environ);
+  _exit (127);
+}
+
+int
+child_run_spare (const char *cgroup, bool devices)
+{
+  int stdio[3];
+
+  child_prologue ();
+  prctl (PR_SET_NAME, "frakti-spare");
+  for (int fd = REPORT_FD; fd <= CTL_FD; fd++)
+    if (fcntl (fd, F_SETFD, FD_CLOEXEC) < 0)
+      _exit (126);
+  if (devices)
+    cgroup_devices_mounted ();
+  join_cgroups (cgroup, cgroup);
+
+  Frakti__Agent__V1__ContainerSpec *spec = receive_container (stdio);
+  close (CTL_FD);
+  place_fds (3, stdio, (int[]) { 0, 1, 2 }, 0);
+  struct child_ctx ctx = {
+    .id = spec->id, .cgroup = cgroup, .spec = spec, .exec = NULL, .stdio = { 0, 1, 2 },
+    .report_fd = REPORT_FD, .start_fd = START_FD, .ns_fds = { -1, -1, -1 }, .terminal = spec->process->terminal,
+  };
+  child_container (&ctx);
 }

@@ -68,6 +68,7 @@ struct container
 {
   struct container *next;
   char id[129];
+  char cg[129]; /* its cgroup's name: the id, or the name of the spare it took */
   Frakti__Agent__V1__ContainerSpec *spec; /* our own copy */
   struct proc init;
   struct proc *execs;
@@ -134,6 +135,7 @@ containers_init (struct agent *agent, struct agent_error *err)
   agent->inotify.data = agent;
   if (agent->inotify.fd >= 0 && loop_watch (&agent->loop, &agent->inotify, EPOLLIN, err) < 0)
     agent_error_log (err);
+  spare_init (agent);
   return 0;
 }
 
@@ -308,8 +310,7 @@ close_child_fds (int child[3])
       close (child[i]);
 }
 
-/* Forks with pid_for_children set to `nsfd` (or a new namespace when -1), then restores ours. */
-static pid_t
+pid_t
 fork_in_pidns (struct agent *agent, int nsfd, struct agent_error *err)
 {
   pid_t pid;
@@ -518,6 +519,7 @@ call_create_container (struct agent *agent, const Request *req, uint8_t **out)
   struct container *c;
   int child[3] = { -1, -1, -1 }, start[2] = { -1, -1 }, report[2] = { -1, -1 };
   struct child_report r;
+  struct spare_taken taken = { 0 };
   pid_t pid;
   int nsfd = -1;
 
@@ -531,13 +533,8 @@ call_create_container (struct agent *agent, const Request *req, uint8_t **out)
     return error_response (EAGAIN, "too many containers", out);
   if (pod_tmpfs_mounts (spec, &err) < 0)
     return agent_error_response (&err, out);
-  if (cgroup_create (spec->id, &err) < 0 || cgroup_apply (spec->id, spec->resources, &err) < 0)
-    {
-      struct agent_error ignored = { 0 };
-      cgroup_remove (spec->id, &ignored);
-      agent_error_wrap (&err, "create container %s", spec->id);
-      return agent_error_response (&err, out);
-    }
+  /* Asked now, made once the guest is idle: for the next container. */
+  spare_want (agent);
   c = xzalloc (sizeof (*c));
   c->agent = agent;
   snprintf (c->id, sizeof (c->id), "%s", spec->id);
@@ -563,36 +560,58 @@ call_create_container (struct agent *agent, const Request *req, uint8_t **out)
     }
   else if (proc_io (agent, &c->init, false, spec->process->with_stdin, 0, child, &err) < 0)
     goto fail;
-  if (pipe2 (start, O_CLOEXEC) < 0 || pipe2 (report, O_CLOEXEC) < 0)
+  if (spec->own_pid_namespace && spare_take (agent, c->spec, child, &taken) == 1)
     {
-      agent_error_set (&err, errno, "pipe");
-      goto fail;
+      snprintf (c->cg, sizeof (c->cg), "%s", taken.cgroup);
+      pid = taken.pid;
+      c->start_fd = taken.start_fd;
+      c->report_fd = taken.report_fd;
     }
-  if (! spec->own_pid_namespace && (nsfd = pod_pidns (agent, &err)) < 0)
-    goto fail;
-  pid = fork_in_pidns (agent, spec->own_pid_namespace ? -1 : nsfd, &err);
-  if (pid < 0)
-    goto fail;
-  if (pid == 0)
+  else
     {
-      struct child_ctx ctx = {
-        .id = c->id, .spec = c->spec, .exec = NULL, .stdio = { child[0], child[1], child[2] },
-        .report_fd = report[1], .start_fd = start[0], .ns_fds = { -1, -1, -1 }, .terminal = spec->process->terminal,
-      };
-      child_run (&ctx);
+      snprintf (c->cg, sizeof (c->cg), "%s", c->id);
+      if (cgroup_create (c->cg, &err) < 0 || cgroup_apply (c->cg, spec->resources, &err) < 0)
+        {
+          agent_error_wrap (&err, "create container %s", spec->id);
+          goto fail;
+        }
+      if (pipe2 (start, O_CLOEXEC) < 0 || pipe2 (report, O_CLOEXEC) < 0)
+        {
+          agent_error_set (&err, errno, "pipe");
+          goto fail;
+        }
+      if (! spec->own_pid_namespace && (nsfd = pod_pidns (agent, &err)) < 0)
+        goto fail;
+      pid = fork_in_pidns (agent, spec->own_pid_namespace ? -1 : nsfd, &err);
+      if (pid < 0)
+        goto fail;
+      if (pid == 0)
+        {
+          struct child_ctx ctx = {
+            .id = c->id, .cgroup = c->cg, .spec = c->spec, .exec = NULL, .stdio = { child[0], child[1], child[2] },
+            .report_fd = report[1], .start_fd = start[0], .ns_fds = { -1, -1, -1 }, .terminal = spec->process->terminal,
+          };
+          child_run (&ctx);
+        }
+      close (start[0]);
+      close (report[1]);
+      start[0] = report[1] = -1;
+      c->start_fd = start[1];
+      c->report_fd = report[0];
     }
   c->init.pid = pid;
   close_child_fds (child);
   child[0] = child[1] = child[2] = -1;
-  close (start[0]);
-  close (report[1]);
-  start[0] = report[1] = -1;
-  c->start_fd = start[1];
-  c->report_fd = report[0];
   /* Linked before the report is read, so an early exit is recorded against it. */
   c->next = agent->containers;
   agent->containers = c;
   agent->n_containers++;
+  /* A spare's cgroup gets the container's limits while the spare sets it up. */
+  if (taken.pid > 0 && cgroup_apply (c->cg, spec->resources, &err) < 0)
+    {
+      agent_error_wrap (&err, "create container %s", spec->id);
+      goto fail_started;
+    }
   switch (read_report (c->report_fd, &r))
     {
     case 1:
@@ -622,10 +641,10 @@ call_create_container (struct agent *agent, const Request *req, uint8_t **out)
     }
   {
     char path[512];
-    snprintf (path, sizeof (path), CGROUP_PARENT "/%s/memory.events", c->id);
+    snprintf (path, sizeof (path), CGROUP_PARENT "/%s/memory.events", c->cg);
     if (agent->inotify.fd >= 0)
       c->oom_wd = inotify_add_watch (agent->inotify.fd, path, IN_MODIFY);
-    c->oom_kills = cgroup_oom_kills (c->id);
+    c->oom_kills = cgroup_oom_kills (c->cg);
   }
   {
     Frakti__Agent__V1__CreateContainerResponse m = FRAKTI__AGENT__V1__CREATE_CONTAINER_RESPONSE__INIT;
@@ -653,10 +672,11 @@ fail:
   if (c->pty_slave >= 0)
     close (c->pty_slave);
   proc_free (&c->init);
-  {
-    struct agent_error ignored = { 0 };
-    cgroup_remove (c->id, &ignored);
-  }
+  if (c->cg[0])
+    {
+      struct agent_error ignored = { 0 };
+      cgroup_remove (c->cg, &ignored);
+    }
   frakti__agent__v1__container_spec__free_unpacked (c->spec, NULL);
   free (c);
   return agent_error_response (&err, out);
@@ -823,7 +843,7 @@ call_exec (struct agent *agent, const Request *req, uint8_t **out)
   if (pid == 0)
     {
       struct child_ctx ctx = {
-        .id = c->id, .spec = c->spec, .exec = x->process, .stdio = { child[0], child[1], child[2] },
+        .id = c->id, .cgroup = c->cg, .spec = c->spec, .exec = x->process, .stdio = { child[0], child[1], child[2] },
         .report_fd = report[1], .start_fd = -1, .ns_fds = { ns[0], ns[1], ns[2] }, .terminal = x->process->terminal,
       };
       child_run (&ctx);
@@ -1016,10 +1036,10 @@ call_remove_container (struct agent *agent, const Request *req, uint8_t **out)
 
   if (c == NULL)
     return n;
-  if (! all_exited (c) || cgroup_populated (c->id))
+  if (! all_exited (c) || cgroup_populated (c->cg))
     {
       struct agent_error ignored = { 0 };
-      cgroup_kill (c->id, &ignored);
+      cgroup_kill (c->cg, &ignored);
       if (c->init.pid > 0 && ! c->init.exited)
         kill (c->init.pid, SIGKILL);
       for (struct proc *p = c->execs; p; p = p->next)
@@ -1029,7 +1049,7 @@ call_remove_container (struct agent *agent, const Request *req, uint8_t **out)
   for (int waited = 0; waited < REMOVE_TIMEOUT_MS; waited += REMOVE_POLL_MS)
     {
       reap_children (agent);
-      if (all_exited (c) && ! cgroup_populated (c->id))
+      if (all_exited (c) && ! cgroup_populated (c->cg))
         break;
       usleep (REMOVE_POLL_MS * 1000);
     }
@@ -1057,7 +1077,7 @@ call_remove_container (struct agent *agent, const Request *req, uint8_t **out)
         break;
       }
   agent->n_containers--;
-  if (cgroup_remove (c->id, &err) < 0)
+  if (cgroup_remove (c->cg, &err) < 0)
     agent_error_log (&err);
   frakti__agent__v1__container_spec__free_unpacked (c->spec, NULL);
   free (c);
@@ -1074,7 +1094,7 @@ call_update_resources (struct agent *agent, const Request *req, uint8_t **out)
 
   if (c == NULL)
     return n;
-  if (cgroup_apply (c->id, req->update_resources->resources, &err) < 0)
+  if (cgroup_apply (c->cg, req->update_resources->resources, &err) < 0)
     {
       agent_error_wrap (&err, "update resources of container %s", c->id);
       return agent_error_response (&err, out);
@@ -1094,7 +1114,7 @@ call_container_stats (struct agent *agent, const Request *req, uint8_t **out)
 
   if (c == NULL)
     return n;
-  if (cgroup_stats (c->id, &st, &err) < 0)
+  if (cgroup_stats (c->cg, &st, &err) < 0)
     {
       agent_error_wrap (&err, "stats of container %s", c->id);
       return agent_error_response (&err, out);
@@ -1151,6 +1171,8 @@ call_list_containers (struct agent *agent, const Request *req UNUSED, uint8_t **
 void
 containers_on_exit (struct agent *agent, pid_t pid, int status)
 {
+  if (spare_on_exit (agent, pid))
+    return;
   if (pid == agent->pod_holder)
     {
       agent->pod_holder = 0;
@@ -1178,7 +1200,7 @@ containers_on_exit (struct agent *agent, pid_t pid, int status)
       if (p == &c->init)
         {
           struct agent_error ignored = { 0 };
-          cgroup_kill (c->id, &ignored);
+          cgroup_kill (c->cg, &ignored);
         }
       /* Its stdin has no reader any more. */
       istream_close_fd (&p->in);
@@ -1251,7 +1273,7 @@ containers_on_inotify (struct loop *loop UNUSED, struct handler *h, uint32_t eve
   /* Events name watches, but a re-read of every container is cheap and needs no bookkeeping. */
   for (struct container *c = agent->containers; c; c = c->next)
     {
-      uint64_t kills = cgroup_oom_kills (c->id);
+      uint64_t kills = cgroup_oom_kills (c->cg);
       if (kills > c->oom_kills)
         {
           Frakti__Agent__V1__Event ev = FRAKTI__AGENT__V1__EVENT__INIT;

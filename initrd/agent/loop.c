@@ -12,6 +12,7 @@ loop_init (struct loop *loop, struct agent_error *err)
   loop->epfd = epoll_create1 (EPOLL_CLOEXEC);
   loop->count = 0;
   loop->stop = false;
+  loop->idle = NULL;
   if (loop->epfd < 0)
     return agent_error_set (err, errno, "epoll_create1");
   return 0;
@@ -64,11 +65,13 @@ loop_run (struct loop *loop, struct agent_error *err)
 
   while (! loop->stop)
     {
-      int n = epoll_wait (loop->epfd, events, LOOP_EVENTS_PER_WAIT, -1);
+      int n = epoll_wait (loop->epfd, events, LOOP_EVENTS_PER_WAIT, loop->idle ? loop->idle_ms : -1);
       if (n < 0 && errno == EINTR)
         continue;
       if (n < 0)
         return agent_error_set (err, errno, "epoll_wait");
+      if (n == 0 && loop->idle)
+        loop->idle (loop);
       for (int i = 0; i < n && ! loop->stop; i++)
         {
           struct handler *h = events[i].data.ptr;

@@ -31,6 +31,9 @@ struct loop
   int epfd;
   int count;
   bool stop;
+  /* Called once no event came for idle_ms; NULL waits for events only. */
+  void (*idle) (struct loop *loop);
+  int idle_ms;
 };
 
 int loop_init (struct loop *loop, struct agent_error *err);

@@ -1,7 +1,9 @@
 /* frakti-agent: the guest agent, PID 1 of every pod VM.
  *   /init (PID 1): set up the guest, find the channel, serve the host.
  *   frakti-agent --listen-unix PATH: the same protocol on a unix socket, as an
- *   ordinary process, so host tests can talk to the real agent. */
+ *   ordinary process, so host tests can talk to the real agent.
+ *   frakti-spare --spare CGROUP [--devices]: a spare container process, exec'd
+ *   by the agent itself (spare.c), never by hand. */
 #define _GNU_SOURCE
 #include "agent.h"
 
@@ -11,6 +13,7 @@
 #include <unistd.h>
 
 #include "calls.h"
+#include "child.h"
 #include "util.h"
 
 static long
@@ -38,6 +41,8 @@ main (int argc, char **argv)
   struct agent_error err = { 0 };
   const char *listen_unix = NULL;
 
+  if (argc >= 3 && strcmp (argv[1], "--spare") == 0)
+    child_run_spare (argv[2], argc >= 4 && strcmp (argv[3], "--devices") == 0);
   for (int i = 1; i < argc; i++)
     {
       if (strcmp (argv[i], "--listen-unix") == 0 && i + 1 < argc)

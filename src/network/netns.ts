@@ -58,6 +58,12 @@ export function ipIn(name: string, args: string[]): Promise<string> {
   return run(name, 'ip', ['-n', name, ...args]);
 }
 
+/** `ip -n NAME -j -batch -`: several reads, one process; each command's JSON comes back on a line of its own. */
+export async function ipJsonBatchIn(name: string, lines: string[]): Promise<unknown[]> {
+  const out = await run(name, 'ip', ['-n', name, '-j', '-batch', '-'], lines.join('\n') + '\n');
+  return out.split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as unknown);
+}
+
 /** `tc -n NAME -batch -`: several changes, one process; the first that fails stops it, named in the error. */
 export function tcBatchIn(name: string, lines: string[]): Promise<string> {
   return run(name, 'tc', ['-n', name, '-batch', '-'], lines.join('\n') + '\n');

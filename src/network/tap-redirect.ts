@@ -4,7 +4,7 @@
 // veth's MAC, so the plugin's view of the pod stays true. Removing the
 // namespace removes all of it.
 import { isIP } from 'node:net';
-import { ipIn, tcBatchIn } from './netns.js';
+import { ipIn, ipJsonBatchIn, tcBatchIn } from './netns.js';
 import { NetworkError } from './errors.js';
 import { isCidr } from './cni-result.js';
 
@@ -33,29 +33,34 @@ export interface TapWiring {
 
 const IFNAME_RE = /^[A-Za-z0-9_.-]{1,15}$/;
 
-export async function readInterface(netns: string, name: string): Promise<PodInterface> {
-  const out = JSON.parse(await ipIn(netns, ['-j', 'addr', 'show', 'dev', name])) as {
-    ifname: string; address?: string; mtu?: number; addr_info?: { local: string; prefixlen: number; scope: string }[];
-  }[];
-  const link = out[0];
-  if (!link?.address || !link.mtu) throw new NetworkError('NET_IFACE', `netns ${netns}: interface ${name} has no MAC or MTU`);
-  const addresses = (link.addr_info ?? []).filter((a) => a.scope === 'global').map((a) => `${a.local}/${a.prefixlen}`).filter(isCidr);
-  return { name, mac: link.address, mtu: link.mtu, addresses };
-}
+/** Several interfaces of the namespace, read by one `ip` (every link and its addresses). */
+type IpLink = { ifname: string; address?: string; mtu?: number; addr_info?: { local: string; prefixlen: number; scope: string }[] };
+type IpRoute = { dst: string; gateway?: string; dev?: string; protocol?: string };
 
-export async function readRoutes(netns: string): Promise<PodRoute[]> {
+/**
+ * The named interfaces and the routes of the namespace, as CNI left them:
+ * links, addresses and IPv4 routes from one `ip`; IPv6 routes (which `ip
+ * -batch` cannot ask for) from a second only when an interface has an IPv6 address.
+ */
+async function readNamespace(netns: string, names: string[]): Promise<{ ifaces: PodInterface[]; routes: PodRoute[] }> {
+  const [links, routes4] = (await ipJsonBatchIn(netns, ['addr show', 'route show'])) as [IpLink[], IpRoute[]];
+  if (!Array.isArray(links) || !Array.isArray(routes4)) throw new NetworkError('NET_IFACE', `netns ${netns}: ip printed no links or routes`);
+  const ifaces = names.map((name) => {
+    const link = links.find((l) => l.ifname === name);
+    if (!link?.address || !link.mtu) throw new NetworkError('NET_IFACE', `netns ${netns}: interface ${name} has no MAC or MTU`);
+    const addresses = (link.addr_info ?? []).filter((a) => a.scope === 'global').map((a) => `${a.local}/${a.prefixlen}`).filter(isCidr);
+    return { name, mac: link.address, mtu: link.mtu, addresses };
+  });
+  const v6 = ifaces.some((i) => i.addresses.some((a) => a.includes(':')));
+  const routes6 = v6 ? (JSON.parse(await ipIn(netns, ['-j', '-6', 'route', 'show'])) as IpRoute[]) : [];
   const routes: PodRoute[] = [];
-  const families = await Promise.all(['-4', '-6'].map((fam) => ipIn(netns, ['-j', fam, 'route', 'show'])));
-  for (const text of families) {
-    const out = JSON.parse(text) as { dst: string; gateway?: string; dev?: string; protocol?: string }[];
-    for (const r of out) {
-      // Kernel-made prefix routes come back in the guest by themselves with its addresses.
-      if (r.protocol === 'kernel') continue;
-      if (r.dst !== 'default' && !isCidr(r.dst) && isIP(r.dst) === 0) continue;
-      routes.push({ dst: r.dst, gateway: r.gateway, dev: r.dev });
-    }
+  for (const r of [...routes4, ...routes6]) {
+    // Kernel-made prefix routes come back in the guest by themselves with its addresses.
+    if (r.protocol === 'kernel') continue;
+    if (r.dst !== 'default' && !isCidr(r.dst) && isIP(r.dst) === 0) continue;
+    routes.push({ dst: r.dst, gateway: r.gateway, dev: r.dev });
   }
-  return routes;
+  return { ifaces, routes };
 }
 
 /** The four tc changes of the two redirects, for one tc process instead of four on a pod's start. */
@@ -84,13 +89,17 @@ export async function createTap(netns: string, tap = 'tap0'): Promise<void> {
 
 /**
  * Creates the tap (unless it exists) and the redirects both ways. Must run
- * before QEMU opens a tap it creates.
+ * before QEMU opens a tap it creates. The redirects and the reads of what
+ * CNI made go in parallel: on a pod's start each process is time.
  */
 export async function wireTap(netns: string, ifName = 'eth0', tap = 'tap0', opts: { tapExists?: boolean } = {}): Promise<TapWiring> {
   checkNames(ifName, tap);
-  const [iface, routes] = await Promise.all([readInterface(netns, ifName), readRoutes(netns)]);
   if (!opts.tapExists) await ipIn(netns, ['tuntap', 'add', 'dev', tap, 'mode', 'tap']);
-  await ipIn(netns, ['link', 'set', 'dev', tap, 'mtu', String(iface.mtu), 'up']);
-  await tcBatchIn(netns, redirectLines(ifName, tap));
-  return { tap, iface, routes };
+  const [{ ifaces: [iface, tapNow], routes }] = await Promise.all([
+    readNamespace(netns, [ifName, tap]),
+    tcBatchIn(netns, redirectLines(ifName, tap)),
+  ]);
+  // The tap carries what the interface carries; up, as a tap made here is not yet.
+  if (tapNow!.mtu !== iface!.mtu || !opts.tapExists) await ipIn(netns, ['link', 'set', 'dev', tap, 'mtu', String(iface!.mtu), 'up']);
+  return { tap, iface: iface!, routes };
 }

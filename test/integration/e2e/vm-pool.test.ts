@@ -114,6 +114,30 @@ test('pods take pool VMs: network, hostPort, hostname, DNS and memory as a cold 
   t.diagnostic(`guest memory: ${memA.toFixed(0)} MiB (default), ${memB.toFixed(0)} MiB (512 MiB asked)`);
   assert.ok(memB > memA + 200, 'memory beyond the pool size was added');
 
+  // The container took the spare process its pool VM forked while idle
+  // (PID and cgroup made ahead); an exec joins that same cgroup. A second
+  // container gets a cgroup of its own, and the limit it was created with
+  // holds: a 48 MiB buffer under 32 MiB is OOM-killed, outside it is not.
+  // The init's and the exec's own: cgroup v2 ("0::") and the devices cgroup, each.
+  const cgroupOf = async (exec: (s: string) => Promise<string>) => Promise.all(['/proc/1/cgroup', '/proc/self/cgroup'].map(async (f) => (await exec(`cat ${f}`)).trim()));
+  const [initCg, execCg] = await cgroupOf(a.exec);
+  assert.match(initCg!, /^0::\/frakti\/_spare-\d+$/m, 'the init runs in the cgroup of the spare it took');
+  assert.equal(execCg, initCg, 'an exec joins its container\'s cgroup');
+  const { container_id: small } = await d.client.runtime.CreateContainer!({
+    pod_sandbox_id: a.pod,
+    config: { metadata: { name: 'small', attempt: 0 }, image: { image }, command: ['sleep', '3600'], log_path: 'small.log', linux: { resources: { memory_limit_in_bytes: String(32 * 1024 * 1024) } } },
+    sandbox_config: { metadata: { name: 'a', uid: 'uid-a', namespace: 'pool', attempt: 0 } },
+  }, { timeoutMs: 120_000 });
+  await d.client.runtime.StartContainer!({ container_id: small });
+  const execIn = async (id: string, script: string) => Buffer.from((await d.client.runtime.ExecSync!({ container_id: id, cmd: ['sh', '-c', script], timeout: '30' })).stdout).toString();
+  const [smallInit, smallExec] = await cgroupOf((s) => execIn(small, s));
+  assert.notEqual(smallInit, initCg, 'the second container has a cgroup of its own');
+  assert.equal(smallExec, smallInit);
+  assert.equal((await execIn(small, 'echo $$ $PPID')).trim().split(' ')[1], '0', 'an exec sees its container\'s PID namespace');
+  const big = 'dd if=/dev/zero of=/dev/null bs=48M count=1 2>/dev/null; echo rc=$?';
+  assert.match(await execIn(small, big), /rc=137/, 'the created limit holds');
+  assert.match(await a.exec(big), /rc=0/, 'the first container has no such limit');
+
   // Nothing shared: kernel random state, boot, namespace, share, virtiofsd.
   const rand = 'cat /proc/sys/kernel/random/boot_id; head -c 16 /dev/urandom | od -An -tx1';
   assert.notEqual(await a.exec(rand), await b.exec(rand), 'boot_id and urandom differ');
