@@ -14,6 +14,7 @@ import { placeholderMac, podNetnsName } from '../../../src/pod/pod-network.js';
 import { deleteNetns, ipIn, netnsExists } from '../../../src/network/index.js';
 import type { PodContext } from '../../../src/pod/context.js';
 import type { PodAgent } from '../../../src/pod/agent-port.js';
+import type { GuestNetwork } from '../../../src/agent-protocol/index.js';
 import type { Vm, VmNic } from '../../../src/vmm/index.js';
 import { waitFor } from '../../helpers/cri-client.js';
 
@@ -22,6 +23,8 @@ interface Launch {
   nics: VmNic[];
   tapUp: boolean;
   at: number;
+  /** What the pool asked the guest's network to be before any pod took the VM. */
+  network?: GuestNetwork;
 }
 
 function fakePool(dir: string, size: number): { pool: VmPool; launches: Launch[] } {
@@ -35,7 +38,12 @@ function fakePool(dir: string, size: number): { pool: VmPool; launches: Launch[]
       launches.push({ id, nics, tapUp: link[0]?.flags.includes('UP') ?? false, at: Date.now() });
       return Object.assign(new EventEmitter(), { id, stop: async () => {} }) as unknown as Vm;
     },
-    waitForAgent: async () => ({ close() {} }) as unknown as PodAgent,
+    waitForAgent: async (vm) => ({
+      close() {},
+      async configureNetwork(n: GuestNetwork) {
+        launches.find((l) => l.id === vm.id)!.network = n;
+      },
+    }) as unknown as PodAgent,
     shareDir,
     podFilesDir: (id) => join(shareDir(id), '.pod'),
   };
@@ -65,6 +73,8 @@ test('a pool VM boots with a NIC on a tap made before it, a MAC of its own; a re
   assert.equal(launches[0]!.tapUp, true, 'the tap exists and is up when QEMU starts');
   assert.equal(launches[0]!.nics.length, 1);
   assert.match(launches[0]!.nics[0]!.mac, /^[0-9a-f][26ae](:[0-9a-f]{2}){5}$/, 'a unicast, locally administered MAC');
+  // Up before a pod takes it (its receive ring filled off the pod's path), and nothing more.
+  assert.deepEqual(launches[0]!.network, { interfaces: [{ mac: launches[0]!.nics[0]!.mac, mtu: 0, addresses: [] }], routes: [] }, 'the NIC is brought up with no address');
 
   // A pod start takes the VM and is still under way: no refill meanwhile.
   let finish!: () => void;
