@@ -238,7 +238,8 @@ void spare_init (struct agent *agent);
 /* A spare is made the next time the guest is idle (none is while one exists). */
 void spare_want (struct agent *agent);
 /* Hands the spare, if there is one, the spec and stdio of a container: 1 and
- * *out filled, or 0 (none, or it could not take it: fork one as usual). */
+ * *out filled, or 0 (none, or it could not take it: fork one as usual). The
+ * caller asks for the next one (spare_want). */
 int spare_take (struct agent *agent, const Frakti__Agent__V1__ContainerSpec *spec, const int stdio[3],
                 struct spare_taken *out);
 /* True when `pid` was the spare (reaped here); its cgroup goes with it. */

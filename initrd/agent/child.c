@@ -892,6 +892,13 @@ child_run_spare (const char *cgroup, bool devices)
 {
   int stdio[3];
 
+  /* Only the agent execs this, with the name it made: anything else is refused before it touches a cgroup. */
+  if (strncmp (cgroup, "_spare-", 7) != 0 || strlen (cgroup) >= SPARE_CGROUP_BYTES || strspn (cgroup + 7, "0123456789") != strlen (cgroup + 7)
+      || cgroup[7] == '\0')
+    {
+      fprintf (stderr, "frakti-spare: `%s` is not a spare's cgroup\n", cgroup);
+      _exit (2);
+    }
   child_prologue ();
   prctl (PR_SET_NAME, "frakti-spare");
   for (int fd = REPORT_FD; fd <= CTL_FD; fd++)

@@ -533,8 +533,6 @@ call_create_container (struct agent *agent, const Request *req, uint8_t **out)
     return error_response (EAGAIN, "too many containers", out);
   if (pod_tmpfs_mounts (spec, &err) < 0)
     return agent_error_response (&err, out);
-  /* Asked now, made once the guest is idle: for the next container. */
-  spare_want (agent);
   c = xzalloc (sizeof (*c));
   c->agent = agent;
   snprintf (c->id, sizeof (c->id), "%s", spec->id);
@@ -602,6 +600,9 @@ call_create_container (struct agent *agent, const Request *req, uint8_t **out)
   c->init.pid = pid;
   close_child_fds (child);
   child[0] = child[1] = child[2] = -1;
+  /* One for the next container, made once the guest is idle (this one's, or
+   * one that could not be made before, is tried again). */
+  spare_want (agent);
   /* Linked before the report is read, so an early exit is recorded against it. */
   c->next = agent->containers;
   agent->containers = c;

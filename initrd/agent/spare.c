@@ -185,10 +185,11 @@ spare_take (struct agent *agent, const Frakti__Agent__V1__ContainerSpec *spec, c
     n = sendmsg (s->ctl, &mh, MSG_NOSIGNAL);
   while (n < 0 && errno == EINTR);
   int sent = n == (ssize_t) sizeof (hdr) && send_all (s->ctl, buf, len) == 0;
+  int errnum = errno;
   free (buf);
   if (! sent)
     {
-      agent_log ("a spare container process could not take container %s: %s", spec->id, strerror (errno));
+      agent_log ("a spare container process could not take container %s: %s", spec->id, strerror (errnum));
       spare_discard (agent);
       return 0;
     }
@@ -201,7 +202,6 @@ spare_take (struct agent *agent, const Frakti__Agent__V1__ContainerSpec *spec, c
   s->ctl = s->start_fd = s->report_fd = -1;
   s->pid = 0;
   s->ready = false;
-  spare_want (agent);
   return 1;
 }
 

@@ -61,7 +61,13 @@ export function ipIn(name: string, args: string[]): Promise<string> {
 /** `ip -n NAME -j -batch -`: several reads, one process; each command's JSON comes back on a line of its own. */
 export async function ipJsonBatchIn(name: string, lines: string[]): Promise<unknown[]> {
   const out = await run(name, 'ip', ['-n', name, '-j', '-batch', '-'], lines.join('\n') + '\n');
-  return out.split('\n').filter((l) => l.trim() !== '').map((l) => JSON.parse(l) as unknown);
+  return out.split('\n').filter((l) => l.trim() !== '').map((l) => {
+    try {
+      return JSON.parse(l) as unknown;
+    } catch {
+      throw new NetworkError('NETNS_EXEC', `in netns ${name}: ip -batch printed something that is not JSON: ${l.slice(0, 120)}`);
+    }
+  });
 }
 
 /** `tc -n NAME -batch -`: several changes, one process; the first that fails stops it, named in the error. */

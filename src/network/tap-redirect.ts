@@ -33,7 +33,6 @@ export interface TapWiring {
 
 const IFNAME_RE = /^[A-Za-z0-9_.-]{1,15}$/;
 
-/** Several interfaces of the namespace, read by one `ip` (every link and its addresses). */
 type IpLink = { ifname: string; address?: string; mtu?: number; addr_info?: { local: string; prefixlen: number; scope: string }[] };
 type IpRoute = { dst: string; gateway?: string; dev?: string; protocol?: string };
 
@@ -52,7 +51,7 @@ async function readNamespace(netns: string, names: string[]): Promise<{ ifaces: 
     return { name, mac: link.address, mtu: link.mtu, addresses };
   });
   const v6 = ifaces.some((i) => i.addresses.some((a) => a.includes(':')));
-  const routes6 = v6 ? (JSON.parse(await ipIn(netns, ['-j', '-6', 'route', 'show'])) as IpRoute[]) : [];
+  const routes6 = v6 ? await readRoutes6(netns) : [];
   const routes: PodRoute[] = [];
   for (const r of [...routes4, ...routes6]) {
     // Kernel-made prefix routes come back in the guest by themselves with its addresses.
@@ -61,6 +60,17 @@ async function readNamespace(netns: string, names: string[]): Promise<{ ifaces: 
     routes.push({ dst: r.dst, gateway: r.gateway, dev: r.dev });
   }
   return { ifaces, routes };
+}
+
+async function readRoutes6(netns: string): Promise<IpRoute[]> {
+  const out = await ipIn(netns, ['-j', '-6', 'route', 'show']);
+  try {
+    const routes = JSON.parse(out) as unknown;
+    if (Array.isArray(routes)) return routes as IpRoute[];
+  } catch {
+    /* reported below */
+  }
+  throw new NetworkError('NET_IFACE', `netns ${netns}: ip printed no IPv6 routes: ${out.slice(0, 120)}`);
 }
 
 /** The four tc changes of the two redirects, for one tc process instead of four on a pod's start. */

@@ -8,7 +8,8 @@ import { test } from 'node:test';
 import { AgentClient, AgentError, connectAgent, MAX_FRAME_PAYLOAD_BYTES } from '../../../src/agent-protocol/index.js';
 import { AGENT_MAGIC, encodeFrame, FrameType, HOST_MAGIC, PROTOCOL_VERSION, type Frame } from '../../../src/agent-protocol/framing.js';
 import { openRelay } from '../../../src/agent-protocol/transport.js';
-import { startAgentProcess, type AgentProcess } from '../../helpers/agent-process.js';
+import { execa } from 'execa';
+import { AGENT_BIN, startAgentProcess, type AgentProcess } from '../../helpers/agent-process.js';
 import { pack, unpack } from '../../helpers/agent-fake-peer.js';
 
 async function agent(t: { after: (fn: () => Promise<void>) => void }): Promise<AgentProcess> {
@@ -198,4 +199,13 @@ test('the relay fails with one line and a non-zero code when it cannot connect',
   const c = new AgentClient(stream, 'relay:nowhere');
   t.after(() => c.close());
   await assert.rejects(c.start(5000), (e: unknown) => e instanceof AgentError && /connect --unix:\/nonexistent\/agent.sock: No such file/.test(e.message));
+});
+
+test('the spare mode takes only the cgroup name the agent makes: anything else exits 2 with one line, before any cgroup is touched', async () => {
+  for (const bad of ['../x', '_spare-', '_spare-1/..', '_spare-1x', 'frakti', `_spare-${'9'.repeat(40)}`]) {
+    const r = await execa(AGENT_BIN, ['--spare', bad], { reject: false, timeout: 10_000 });
+    assert.equal(r.exitCode, 2, `--spare ${bad}`);
+    assert.equal(r.stderr.trim().split('\n').length, 1);
+    assert.match(r.stderr, /is not a spare's cgroup/);
+  }
 });
