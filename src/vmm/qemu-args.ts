@@ -66,6 +66,11 @@ export function qemuArgs(spec: ValidVmSpec, paths: VmPaths): string[] {
 
   a.push('-object', 'rng-random,id=rng0,filename=/dev/urandom');
   a.push('-device', 'virtio-rng-pci,rng=rng0,disable-legacy=on');
+  // Free page reporting: the guest hands back the RAM it has freed (the boot's
+  // init sections, a container's memory once it exits), so host memory follows
+  // what the pod uses now, not the most it ever touched. No balloon is ever
+  // inflated: the guest keeps all its memory.
+  a.push('-device', 'virtio-balloon-pci,id=balloon0,free-page-reporting=on,disable-legacy=on');
 
   if (spec.channel.kind === 'serial') {
     a.push('-device', 'virtio-serial-pci,id=vser0,disable-legacy=on');

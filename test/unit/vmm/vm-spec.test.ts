@@ -35,6 +35,8 @@ test('defaults are filled in and the command line boots at once, sandboxed, with
   assert.deepEqual(argValue(args, '-bios'), ['/usr/share/qemu/qboot.rom']);
   assert.ok(argValue(args, '-device').some((d) => d.includes(`name=${AGENT_SERIAL_PORT_NAME}`)));
   assert.equal(argValue(args, '-device').filter((d) => d.startsWith('pcie-root-port')).length, 2);
+  // The guest hands freed RAM back: a balloon that reports free pages.
+  assert.ok(argValue(args, '-device').some((d) => d.startsWith('virtio-balloon-pci,') && d.includes('free-page-reporting=on')));
   assert.deepEqual(argValue(args, '-qmp'), ['unix:/run/frakti/vm/pod-1/qmp.sock,server=on,wait=off', 'unix:/run/frakti/vm/pod-1/qmp-debug.sock,server=on,wait=off']);
 });
 
