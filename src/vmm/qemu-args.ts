@@ -73,7 +73,7 @@ export function qemuArgs(spec: ValidVmSpec, paths: VmPaths): string[] {
   a.push('-device', 'virtio-balloon-pci,id=balloon0,free-page-reporting=on,disable-legacy=on');
 
   if (spec.channel.kind === 'serial') {
-    a.push('-device', 'virtio-serial-pci,id=vser0,disable-legacy=on');
+    a.push('-device', 'virtio-serial-pci,id=vser0,disable-legacy=on,max_ports=2');
     a.push('-chardev', `socket,id=agent,path=${paths.agentSocket},server=on,wait=off`);
     a.push('-device', `virtserialport,bus=vser0.0,chardev=agent,name=${AGENT_SERIAL_PORT_NAME}`);
   } else {
