@@ -38,7 +38,7 @@ $(GUEST)/vmlinux: guest-kernel/build.sh guest-kernel/frakti.config | $(BUILD)/.d
 RELEASE := $(BUILD)/release/frakti
 release: $(RELEASE)
 
-$(RELEASE): dist/.built scripts/build-release.mjs $(GUEST)/vmlinux $(GUEST)/initrd.img $(GUEST)/bare-initrd.img $(BUILD)/bin/frakti-vsock-relay
+$(RELEASE): dist/.built scripts/build-release.mjs $(GUEST)/vmlinux $(GUEST)/initrd.img $(GUEST)/bare-initrd.img $(BUILD)/bin/frakti-vsock-relay $(BUILD)/bin/frakti-spawner
 	@mkdir -p $(@D)
 	node scripts/build-release.mjs $@
 

@@ -25,10 +25,10 @@ AGENT_HDRS := $(wildcard initrd/agent/*.h)
 INITRD_BUSYBOX ?=
 
 .PHONY: initrd
-initrd: $(BUILD)/bin/frakti-agent $(BUILD)/bin/frakti-vsock-relay $(GUEST)/initrd.img $(GUEST)/bare-initrd.img
+initrd: $(BUILD)/bin/frakti-agent $(BUILD)/bin/frakti-vsock-relay $(BUILD)/bin/frakti-spawner $(GUEST)/initrd.img $(GUEST)/bare-initrd.img
 
 # Adds to the top Makefile's `guest` target (no recipe here).
-guest: $(GUEST)/bare-initrd.img $(BUILD)/bin/frakti-vsock-relay
+guest: $(GUEST)/bare-initrd.img $(BUILD)/bin/frakti-vsock-relay $(BUILD)/bin/frakti-spawner
 
 $(AGENT_GEN)/.stamp: src/agent-protocol/agent.proto initrd/initrd.mk | $(BUILD)/.deps
 	@mkdir -p $(AGENT_GEN)/include
@@ -48,6 +48,12 @@ $(BUILD)/bin/frakti-agent: $(AGENT_SRCS) $(AGENT_HDRS) $(AGENT_GEN)/.stamp
 $(BUILD)/bin/frakti-vsock-relay: initrd/vsock-relay.c initrd/agent/util.h $(AGENT_GEN)/.stamp
 	@mkdir -p $(@D)
 	$(AGENT_CC) $(AGENT_CFLAGS) -Iinitrd -o $@.tmp $< $(AGENT_LDFLAGS)
+	mv $@.tmp $@
+
+# Host side: runs the daemon's short commands (a small process forks cheaply).
+$(BUILD)/bin/frakti-spawner: initrd/spawner.c $(AGENT_GEN)/.stamp
+	@mkdir -p $(@D)
+	$(AGENT_CC) $(AGENT_CFLAGS) -o $@.tmp $< $(AGENT_LDFLAGS)
 	mv $@.tmp $@
 
 $(BUILD)/bin/bare-init: initrd/bare-init.c $(AGENT_GEN)/.stamp

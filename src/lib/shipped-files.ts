@@ -31,6 +31,7 @@ export const SHIPPED_FILES = {
   'source-version': { checkout: 'build/guest/source-version', mode: 0o600 },
   'config-hash': { checkout: 'build/guest/config-hash', mode: 0o600 },
   'frakti-vsock-relay': { checkout: 'build/bin/frakti-vsock-relay', mode: 0o700 },
+  'frakti-spawner': { checkout: 'build/bin/frakti-spawner', mode: 0o700 },
 } as const;
 
 export type ShippedName = keyof typeof SHIPPED_FILES;

@@ -4,7 +4,7 @@
 import { constants } from 'node:fs';
 import { access } from 'node:fs/promises';
 import { join } from 'node:path';
-import { execa } from 'execa';
+import { runCommand } from '../lib/command.js';
 import { logger } from '../lib/log.js';
 import { CniPluginError, NetworkError } from './errors.js';
 
@@ -45,10 +45,9 @@ export async function invokePlugin(type: string, config: object, inv: CniInvocat
     .map(([k, v]) => `${k}=${v}`)
     .join(';');
   log.trace(`${inv.command} ${type}`, { containerId: inv.containerId });
-  const res = await execa(binary, [], {
+  const res = await runCommand(binary, [], {
     input: JSON.stringify(config),
-    reject: false,
-    timeout: timeoutMs,
+    timeoutMs,
     maxBuffer: CNI_PLUGIN_MAX_OUTPUT_BYTES,
     env: {
       CNI_COMMAND: inv.command,
@@ -58,7 +57,6 @@ export async function invokePlugin(type: string, config: object, inv: CniInvocat
       CNI_ARGS: cniArgs,
       CNI_PATH: inv.binDirs.join(':'),
     },
-    extendEnv: true,
   });
   const out = String(res.stdout ?? '').trim();
   let parsed: unknown;

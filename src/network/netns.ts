@@ -1,7 +1,7 @@
 // Named network namespaces (/run/netns/NAME, as `ip netns` makes them, so an
 // operator can `ip netns exec` into a pod's network).
 import { access } from 'node:fs/promises';
-import { execa } from 'execa';
+import { runCommand } from '../lib/command.js';
 import { NetworkError } from './errors.js';
 
 export const NETNS_DIR = '/run/netns';
@@ -26,7 +26,7 @@ export async function netnsExists(name: string): Promise<boolean> {
 
 export async function createNetns(name: string): Promise<string> {
   checkName(name);
-  const res = await execa('ip', ['netns', 'add', name], { reject: false, timeout: IP_TIMEOUT_MS });
+  const res = await runCommand('ip', ['netns', 'add', name], { timeoutMs: IP_TIMEOUT_MS });
   if (res.exitCode !== 0) throw new NetworkError('NETNS_CREATE', `create network namespace ${name}: ${res.stderr.trim() || `exit ${res.exitCode}`}`);
   // Loopback up, as in any pod.
   await ipIn(name, ['link', 'set', 'lo', 'up']);
@@ -37,7 +37,7 @@ export async function createNetns(name: string): Promise<string> {
 export async function deleteNetns(name: string): Promise<void> {
   checkName(name);
   if (!(await netnsExists(name))) return;
-  const res = await execa('ip', ['netns', 'delete', name], { reject: false, timeout: IP_TIMEOUT_MS });
+  const res = await runCommand('ip', ['netns', 'delete', name], { timeoutMs: IP_TIMEOUT_MS });
   if (res.exitCode !== 0 && (await netnsExists(name))) {
     throw new NetworkError('NETNS_DELETE', `delete network namespace ${name}: ${res.stderr.trim() || `exit ${res.exitCode}`}`);
   }
@@ -46,7 +46,7 @@ export async function deleteNetns(name: string): Promise<void> {
 /** Runs a command inside the namespace and returns its stdout; a failure is an error naming the command. */
 export async function execIn(name: string, cmd: string, args: string[]): Promise<string> {
   checkName(name);
-  const res = await execa('ip', ['netns', 'exec', name, cmd, ...args], { reject: false, timeout: IP_TIMEOUT_MS, maxBuffer: 4 * 1024 * 1024 });
+  const res = await runCommand('ip', ['netns', 'exec', name, cmd, ...args], { timeoutMs: IP_TIMEOUT_MS, maxBuffer: 4 * 1024 * 1024 });
   if (res.exitCode !== 0) {
     throw new NetworkError('NETNS_EXEC', `in netns ${name}: ${cmd} ${args.join(' ')}: ${res.stderr.trim() || `exit ${res.exitCode}`}`);
   }
@@ -77,7 +77,7 @@ export function tcBatchIn(name: string, lines: string[]): Promise<string> {
 
 async function run(name: string, cmd: string, args: string[], input?: string): Promise<string> {
   checkName(name);
-  const res = await execa(cmd, args, { reject: false, timeout: IP_TIMEOUT_MS, maxBuffer: 4 * 1024 * 1024, ...(input === undefined ? {} : { input }) });
+  const res = await runCommand(cmd, args, { timeoutMs: IP_TIMEOUT_MS, maxBuffer: 4 * 1024 * 1024, input });
   if (res.exitCode !== 0) {
     throw new NetworkError('NETNS_EXEC', `in netns ${name}: ${cmd} ${args.slice(2).join(' ')}: ${res.stderr.trim() || `exit ${res.exitCode}`}`);
   }

@@ -6,7 +6,7 @@
 // creates the container from a spec; output is pumped into the CRI log.
 import { mkdir, readdir, rm, rmdir, stat, unlink, writeFile } from 'node:fs/promises';
 import { dirname, join, posix } from 'node:path';
-import { execa } from 'execa';
+import { runCommand, runOrThrow } from '../lib/command.js';
 import { errorMessage } from '../lib/errors.js';
 import { failPoint } from '../lib/fail-point.js';
 import { logger } from '../lib/log.js';
@@ -99,12 +99,12 @@ async function bindPrivately(hostPath: string, target: string, staging: string, 
   if (isDir) await mkdir(staging, { recursive: true });
   else await writeFile(staging, '');
   try {
-    await execa('mount', ['--rbind', hostPath, staging]);
+    await runOrThrow('mount', ['--rbind', hostPath, staging]);
     try {
-      await execa('mount', ['--make-rprivate', staging]);
-      await execa('mount', ['--rbind', staging, target]);
+      await runOrThrow('mount', ['--make-rprivate', staging]);
+      await runOrThrow('mount', ['--rbind', staging, target]);
     } finally {
-      await execa('umount', ['-R', '-l', staging], { reject: false });
+      await runCommand('umount', ['-R', '-l', staging]);
     }
   } finally {
     // Never recursive: were the unmount to fail, the host's files would be below.
@@ -141,9 +141,9 @@ async function shareHostPaths(ctx: PodContext, podId: string, id: string, spec: 
     if (st.isDirectory()) await mkdir(target);
     else await writeFile(target, '');
     if (m.propagation === 'private') await bindPrivately(m.hostPath, target, `${ctx.containerScratchDir(id)}.private-${i}`, st.isDirectory());
-    else await execa('mount', ['--rbind', m.hostPath, target]);
-    undo.push(`unmount ${target}`, () => execa('umount', ['-R', '-l', target]).then(() => undefined));
-    if (m.readonly) await execa('mount', ['-o', 'remount,bind,ro', target]);
+    else await runOrThrow('mount', ['--rbind', m.hostPath, target]);
+    undo.push(`unmount ${target}`, () => runOrThrow('umount', ['-R', '-l', target]).then(() => undefined));
+    if (m.readonly) await runOrThrow('mount', ['-o', 'remount,bind,ro', target]);
     out.push({ kind: 'bind', source: `${GUEST_SHARE_DIR}/${id}/mounts/${i}`, destination: m.containerPath, readonly: m.readonly });
   }
   return out;
@@ -341,7 +341,7 @@ export async function removeContainer(ctx: PodContext, id: string): Promise<void
   }
   // Each host path is bound at mounts/<n>: the folder itself is no mount point.
   const mounts = join(ctx.shareDir(c.meta.podId), id, 'mounts');
-  for (const n of await readdir(mounts).catch(() => [] as string[])) await execa('umount', ['-R', '-l', join(mounts, n)], { reject: false });
+  for (const n of await readdir(mounts).catch(() => [] as string[])) await runCommand('umount', ['-R', '-l', join(mounts, n)]);
   await unmountRootfs(join(ctx.shareDir(c.meta.podId), id, 'rootfs'));
   failPoint('remove container: rootfs unmounted');
   await rm(join(ctx.shareDir(c.meta.podId), id), { recursive: true, force: true });

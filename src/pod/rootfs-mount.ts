@@ -3,7 +3,7 @@
 // the pod's shared directory, which virtio-fs serves to the guest.
 import { mkdir, rm, symlink } from 'node:fs/promises';
 import { dirname, join, relative } from 'node:path';
-import { execa } from 'execa';
+import { runCommand } from '../lib/command.js';
 import type { UndoStack } from '../lib/undo.js';
 import { PodError } from './errors.js';
 
@@ -51,7 +51,7 @@ export async function mountRootfs(m: RootfsMount, undo: UndoStack): Promise<void
     // overlayfs resolves them once, at mount time.
     ({ opts, cwd } = await shortLayerNames(m, upper, work));
   }
-  const res = await execa('mount', ['-t', 'overlay', 'overlay', '-o', opts, m.target], { cwd, reject: false, timeout: 30_000 });
+  const res = await runCommand('mount', ['-t', 'overlay', 'overlay', '-o', opts, m.target], { cwd, timeoutMs: 30_000 });
   if (res.exitCode !== 0) throw new PodError('INTERNAL', `mount rootfs at ${m.target}: ${res.stderr.trim() || `exit ${res.exitCode}`}`);
   undo.push(`unmount ${m.target}`, () => unmountRootfs(m.target));
 }
@@ -72,9 +72,9 @@ async function shortLayerNames(m: RootfsMount, upper: string, work: string): Pro
  * then busy), so a lazy unmount follows a failed plain one.
  */
 export async function unmountRootfs(target: string): Promise<void> {
-  const plain = await execa('umount', [target], { reject: false, timeout: 30_000 });
+  const plain = await runCommand('umount', [target], { timeoutMs: 30_000 });
   if (plain.exitCode === 0 || /not mounted|no mount point/.test(plain.stderr)) return;
-  const lazy = await execa('umount', ['-l', target], { reject: false, timeout: 30_000 });
+  const lazy = await runCommand('umount', ['-l', target], { timeoutMs: 30_000 });
   if (lazy.exitCode !== 0 && !/not mounted|no mount point/.test(lazy.stderr)) {
     throw new PodError('INTERNAL', `unmount rootfs ${target}: ${lazy.stderr.trim()}`);
   }

@@ -127,6 +127,8 @@ test('frakti check passes and frakti run prints hello from an imported image', a
   assert.equal(run.exitCode, 0, run.stderr);
   assert.equal(run.stdout, 'hello');
   assert.deepEqual((await processesMentioning(state)).map((p) => p.cmd), []);
+  // The pod's network and rootfs commands went through the shipped spawner, placed beside the other assets.
+  assert.ok(existsSync(join(root, 'assets', manifest.hash, 'frakti-spawner')), 'frakti-spawner was extracted and used');
 });
 
 test('the installed unit passes systemd-analyze verify; its ExecStart serves a pod, which outlives a restart', async (t) => {

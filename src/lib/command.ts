@@ -1,0 +1,233 @@
+// Short commands (CNI plugins, ip, tc, mount) run to completion: through
+// frakti-spawner, a small helper process, because Node forks its whole
+// process for every child. At the daemon's ~90 MiB resident a fork cost ~10 ms
+// of page-table copying with the event loop stopped, and a pod start runs
+// five such commands on its path (`make bench-spawn` measures both ways).
+// Without the helper (missing, or it keeps dying) commands go through execa.
+import { spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { execa } from 'execa';
+import { logger } from './log.js';
+import { errorMessage } from './errors.js';
+import { shippedFile } from './shipped-files.js';
+
+const log = logger('command');
+
+export interface CommandOptions {
+  /** Written to the command's stdin, which is then closed. */
+  input?: string;
+  /** Added to frakti's environment. */
+  env?: Record<string, string>;
+  cwd?: string;
+  /** Killed (its whole process group) after this long; 0 or absent: never. */
+  timeoutMs?: number;
+  /** Per stream; more output kills the command. Default and ceiling 16 MiB. */
+  maxBuffer?: number;
+}
+
+/** As execa's result with `reject: false`: a command that failed still resolves. */
+export interface CommandResult {
+  /** Undefined when the command did not start, was killed, or printed too much. */
+  exitCode: number | undefined;
+  signal: string | undefined;
+  /** Without the final newline, as execa gives them. */
+  stdout: string;
+  stderr: string;
+  timedOut: boolean;
+  failed: boolean;
+}
+
+export const COMMAND_MAX_BUFFER = 16 * 1024 * 1024;
+/** Above this, a request is refused before it is sent (the helper reads at most 1 MiB a request). */
+const MAX_REQUEST_BYTES = 1024 * 1024;
+/** Commands in flight through one helper (it runs at most 64). */
+const MAX_IN_FLIGHT = 64;
+/** A helper that dies this many times in a row is given up for execa. */
+const MAX_RESTARTS = 3;
+
+const KIND_EXITED = 0;
+const KIND_KILLED = 1;
+const KIND_NOT_STARTED = 2;
+
+interface Pending {
+  resolve: (r: CommandResult) => void;
+  timeoutMs: number;
+}
+
+class Spawner {
+  private child: ChildProcess | undefined;
+  private readonly pending = new Map<number, Pending>();
+  private nextId = 1;
+  private buf: Buffer = Buffer.alloc(0);
+  private deaths = 0;
+
+  constructor(private readonly binary: string) {}
+
+  get usable(): boolean {
+    return this.deaths < MAX_RESTARTS;
+  }
+
+  get inFlight(): number {
+    return this.pending.size;
+  }
+
+  run(file: string, args: string[], opts: CommandOptions): Promise<CommandResult> {
+    const child = this.ensure();
+    const id = this.nextId;
+    this.nextId = id >= 0xffffffff ? 1 : id + 1;
+    const env = Object.entries({ ...process.env, ...opts.env }).filter(([, v]) => v !== undefined).map(([k, v]) => `${k}=${v}`);
+    const strings = [opts.cwd ?? '', file, ...args, ...env].map((s) => Buffer.from(`${s}\0`));
+    const input = Buffer.from(opts.input ?? '');
+    const head = Buffer.alloc(28);
+    const payloadLength = 24 + strings.reduce((n, b) => n + b.length, 0) + input.length;
+    if (payloadLength > MAX_REQUEST_BYTES) return Promise.resolve(notStarted(`${file}: the command line and input are over ${MAX_REQUEST_BYTES} bytes`));
+    head.writeUInt32LE(payloadLength, 0);
+    head.writeUInt32LE(id, 4);
+    head.writeUInt32LE(Math.max(0, Math.min(opts.timeoutMs ?? 0, 0xffffffff)), 8);
+    head.writeUInt32LE(Math.min(opts.maxBuffer ?? COMMAND_MAX_BUFFER, COMMAND_MAX_BUFFER), 12);
+    head.writeUInt32LE(1 + args.length, 16);
+    head.writeUInt32LE(env.length, 20);
+    head.writeUInt32LE(input.length, 24);
+    return new Promise((resolve) => {
+      this.pending.set(id, { resolve, timeoutMs: opts.timeoutMs ?? 0 });
+      holdLoop(child, true);
+      child.stdin!.write(Buffer.concat([head, ...strings, input]));
+    });
+  }
+
+  private ensure(): ChildProcess {
+    if (this.child) return this.child;
+    const child = spawn(this.binary, [], { stdio: ['pipe', 'pipe', 'inherit'] });
+    this.child = child;
+    this.buf = Buffer.alloc(0);
+    child.stdout!.on('data', (chunk: Buffer) => this.onData(chunk));
+    child.stdin!.on('error', () => {}); // a dead helper shows as its exit
+    child.on('error', (err) => this.onGone(child, `could not run ${this.binary}: ${errorMessage(err)}`));
+    child.on('exit', (code, signal) => this.onGone(child, `exited (${signal ?? code})`));
+    holdLoop(child, false);
+    return child;
+  }
+
+  private onData(chunk: Buffer): void {
+    this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
+    while (this.buf.length >= 4) {
+      const len = this.buf.readUInt32LE(0);
+      if (this.buf.length < 4 + len) return;
+      const frame = this.buf.subarray(4, 4 + len);
+      this.buf = this.buf.subarray(4 + len) as Buffer;
+      this.deaths = 0;
+      this.onAnswer(frame);
+    }
+  }
+
+  private onAnswer(f: Buffer): void {
+    if (f.length < 24) return;
+    const id = f.readUInt32LE(0);
+    const p = this.pending.get(id);
+    if (!p) return;
+    this.pending.delete(id);
+    if (this.pending.size === 0 && this.child) holdLoop(this.child, false);
+    const kind = f.readInt32LE(4);
+    const code = f.readInt32LE(8);
+    const timedOut = f[12] === 1;
+    const overflow = f[13] === 1;
+    const outLen = f.readUInt32LE(16);
+    const errLen = f.readUInt32LE(20);
+    const stdout = stripFinalNewline(f.subarray(24, 24 + outLen).toString());
+    const stderr = stripFinalNewline(f.subarray(24 + outLen, 24 + outLen + errLen).toString());
+    if (kind === KIND_EXITED && !overflow && !timedOut) {
+      p.resolve({ exitCode: code, signal: undefined, stdout, stderr, timedOut: false, failed: code !== 0 });
+      return;
+    }
+    if (kind === KIND_KILLED || kind === KIND_EXITED) {
+      const why = timedOut ? `timed out after ${p.timeoutMs} ms` : overflow ? 'printed more than its output limit' : `killed by signal ${code}`;
+      p.resolve({ exitCode: undefined, signal: kind === KIND_KILLED ? signalName(code) : undefined, stdout, stderr: stderr || why, timedOut, failed: true });
+      return;
+    }
+    p.resolve(notStarted(kind === KIND_NOT_STARTED ? `could not start: errno ${code}${code === 2 ? ' (no such file)' : ''}` : `refused by the spawner: errno ${code}`));
+  }
+
+  private onGone(child: ChildProcess, why: string): void {
+    if (this.child !== child) return;
+    this.child = undefined;
+    this.deaths++;
+    log.warn('command spawner gone', { why, inFlight: this.pending.size, restarts: this.deaths });
+    // What was in flight may have run or not: its callers learn it failed, nothing is run twice.
+    for (const p of this.pending.values()) p.resolve(notStarted(`the command spawner ${why}`));
+    this.pending.clear();
+  }
+}
+
+/** An idle helper does not keep the process alive (a CLI command ends when its work does). */
+function holdLoop(child: ChildProcess, hold: boolean): void {
+  for (const h of [child, child.stdin as unknown as { ref(): void; unref(): void } | null, child.stdout as unknown as { ref(): void; unref(): void } | null]) {
+    if (h) {
+      if (hold) h.ref();
+      else h.unref();
+    }
+  }
+}
+
+function stripFinalNewline(s: string): string {
+  return s.endsWith('\r\n') ? s.slice(0, -2) : s.endsWith('\n') ? s.slice(0, -1) : s;
+}
+
+function notStarted(message: string): CommandResult {
+  return { exitCode: undefined, signal: undefined, stdout: '', stderr: message, timedOut: false, failed: true };
+}
+
+const SIGNAL_NAMES: Record<number, string> = { 1: 'SIGHUP', 2: 'SIGINT', 6: 'SIGABRT', 9: 'SIGKILL', 11: 'SIGSEGV', 13: 'SIGPIPE', 15: 'SIGTERM' };
+function signalName(n: number): string {
+  return SIGNAL_NAMES[n] ?? `signal ${n}`;
+}
+
+/** Undefined until first used; null when there is no helper to use. */
+let spawner: Spawner | null | undefined;
+
+/** The helper, started on first use; undefined while there is none to use. */
+function currentSpawner(): Spawner | undefined {
+  if (spawner !== undefined) return spawner ?? undefined;
+  if (process.env.FRAKTI_SPAWNER === 'off') {
+    spawner = null;
+    return undefined;
+  }
+  let path: string;
+  try {
+    path = process.env.FRAKTI_SPAWNER || shippedFile('frakti-spawner');
+  } catch {
+    return undefined; // the single executable's assets are not placed yet: asked again next time
+  }
+  spawner = existsSync(path) ? new Spawner(path) : null;
+  if (!spawner) log.debug('no command spawner: commands are forked from the daemon', { path });
+  return spawner ?? undefined;
+}
+
+/** Runs a command to its end; never rejects (look at exitCode, failed and timedOut). */
+export async function runCommand(file: string, args: string[], opts: CommandOptions = {}): Promise<CommandResult> {
+  const helper = currentSpawner();
+  if (helper && helper.usable && helper.inFlight < MAX_IN_FLIGHT) return helper.run(file, args, opts);
+  const res = await execa(file, args, {
+    reject: false,
+    timeout: opts.timeoutMs,
+    maxBuffer: Math.min(opts.maxBuffer ?? COMMAND_MAX_BUFFER, COMMAND_MAX_BUFFER),
+    cwd: opts.cwd,
+    env: opts.env,
+    extendEnv: true,
+    ...(opts.input === undefined ? {} : { input: opts.input }),
+  });
+  return {
+    exitCode: res.exitCode,
+    signal: res.signal ?? undefined,
+    stdout: String(res.stdout ?? ''),
+    stderr: String(res.stderr ?? '') || (res.failed && res.exitCode === undefined ? (res.shortMessage ?? '') : ''),
+    timedOut: res.timedOut,
+    failed: res.failed,
+  };
+}
+
+/** Runs a command and throws, naming it with its error output, unless it exits 0. */
+export async function runOrThrow(file: string, args: string[], opts: CommandOptions = {}): Promise<string> {
+  const res = await runCommand(file, args, opts);
+  if (res.exitCode !== 0) throw new Error(`${[file, ...args].join(' ')}: ${res.stderr.trim() || (res.timedOut ? 'timed out' : `exit code ${res.exitCode}`)}`);
+  return res.stdout;
+}

@@ -1,0 +1,101 @@
+// Short commands through frakti-spawner (the real helper binary): what execa
+// gave the callers (exit code, output, input, env, cwd, timeout, output
+// limit), many at once, a helper killed mid-command, and bad frames.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { readFile } from 'node:fs/promises';
+import { runCommand } from '../../../src/lib/command.js';
+import { shippedFile } from '../../../src/lib/shipped-files.js';
+import { processesMentioning } from '../../helpers/vmm-leaks.js';
+
+/** Running (a killed process may linger as a zombie until its new parent reaps it). */
+const alive = async (pid: number) => {
+  const stat = await readFile(`/proc/${pid}/stat`, 'utf8').catch(() => '');
+  return stat !== '' && stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z';
+};
+
+test('exit code, both outputs without their final newline, input, env and cwd', async () => {
+  const r = await runCommand('sh', ['-c', 'echo out; echo err >&2; exit 3']);
+  assert.deepEqual(r, { exitCode: 3, signal: undefined, stdout: 'out', stderr: 'err', timedOut: false, failed: true });
+  const ok = await runCommand('sh', ['-c', 'cat; echo "[$FRAKTI_T]"; pwd'], { input: 'in\n', env: { FRAKTI_T: 'x y' }, cwd: '/tmp' });
+  assert.equal(ok.exitCode, 0);
+  assert.equal(ok.failed, false);
+  assert.equal(ok.stdout, 'in\n[x y]\n/tmp');
+  // Input larger than a pipe holds, and output larger than one read.
+  const big = 'z'.repeat(512 * 1024);
+  assert.equal((await runCommand('cat', [], { input: big })).stdout, big);
+});
+
+test('a command that cannot start, one that runs too long, one that prints too much', async () => {
+  const missing = await runCommand('/no/such/command', []);
+  assert.equal(missing.exitCode, undefined);
+  assert.equal(missing.failed, true);
+  assert.match(missing.stderr, /no such file/);
+
+  const t0 = Date.now();
+  const slow = await runCommand('sh', ['-c', 'sleep 30 & echo $!; wait'], { timeoutMs: 300 });
+  assert.ok(Date.now() - t0 < 5_000, 'the timeout ends it');
+  assert.equal(slow.timedOut, true);
+  assert.equal(slow.failed, true);
+  assert.equal(slow.exitCode, undefined);
+  // Its whole process group goes: the background sleep too.
+  const bg = Number(slow.stdout.trim());
+  if (bg > 0) {
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(await alive(bg), false, 'the command\'s own child was killed with it');
+  }
+
+  const loud = await runCommand('head', ['-c', '100000', '/dev/zero'], { maxBuffer: 1000 });
+  assert.equal(loud.failed, true);
+  assert.equal(loud.timedOut, false);
+  assert.equal(loud.exitCode, undefined);
+});
+
+test('commands run at once, each gets its own answer', async () => {
+  const t0 = Date.now();
+  const all = await Promise.all(Array.from({ length: 20 }, (_, i) => runCommand('sh', ['-c', `sleep 0.3; echo ${i}`])));
+  assert.deepEqual(all.map((r) => r.stdout), Array.from({ length: 20 }, (_, i) => String(i)));
+  assert.ok(Date.now() - t0 < 3_000, `20 sleeps of 0.3 s ran in parallel (${Date.now() - t0} ms)`);
+});
+
+test('a helper killed under a command fails that command, and the next one starts a new helper', async () => {
+  await runCommand('true', []);
+  const helpers = (await processesMentioning('frakti-spawner')).filter((p) => !p.cmd.includes('node'));
+  const mine = [];
+  for (const h of helpers) {
+    const ppid = Number((await readFile(`/proc/${h.pid}/stat`, 'utf8')).split(') ')[1]!.split(' ')[1]);
+    if (ppid === process.pid) mine.push(h.pid);
+  }
+  assert.equal(mine.length, 1, 'one helper, ours');
+  const running = runCommand('sleep', ['30']);
+  await new Promise((r) => setTimeout(r, 200));
+  process.kill(mine[0]!, 'SIGKILL');
+  const r = await running;
+  assert.equal(r.failed, true);
+  assert.match(r.stderr, /spawner/);
+  const again = await runCommand('echo', ['back']);
+  assert.equal(again.stdout, 'back');
+});
+
+test('the helper answers a bad request with a refusal and stops at a frame too large to be ours', async () => {
+  const helper = spawn(shippedFile('frakti-spawner'), [], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const out: Buffer[] = [];
+  helper.stdout.on('data', (b: Buffer) => out.push(b));
+  // argc 0: refused with EINVAL (22), the helper goes on.
+  const bad = Buffer.alloc(4 + 24);
+  bad.writeUInt32LE(24, 0);
+  bad.writeUInt32LE(7, 4);
+  helper.stdin.write(bad);
+  await new Promise((r) => setTimeout(r, 300));
+  const answer = Buffer.concat(out);
+  assert.equal(answer.readUInt32LE(4), 7, 'the answer carries the request id');
+  assert.equal(answer.readInt32LE(8), 3, 'kind: refused');
+  assert.equal(answer.readInt32LE(12), 22, 'EINVAL');
+  // A length over 1 MiB: not a frame of ours; the helper exits.
+  const huge = Buffer.alloc(4);
+  huge.writeUInt32LE(2 * 1024 * 1024, 0);
+  const exited = new Promise<number | null>((r) => helper.on('exit', (code) => r(code)));
+  helper.stdin.write(huge);
+  assert.equal(await exited, 2);
+});
