@@ -313,16 +313,6 @@ export async function destroyVmDir(dir: string): Promise<void> {
   await rm(dir, { recursive: true, force: true });
 }
 
-/**
- * QEMU's environment: frakti's, with one malloc arena. glibc gives each of
- * QEMU's threads (vCPUs, RCU, workers) an arena of its own that keeps what it
- * freed; one arena for all saves about 0.65 MiB per pod VM (measured on idle
- * pool VMs), and QEMU's threads seldom allocate at the same time.
- */
-export function qemuEnv(base: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
-  return { ...base, MALLOC_ARENA_MAX: '1' };
-}
-
 async function startQemu(spec: ValidVmSpec, paths: VmPaths, timeoutMs: number, undo: UndoStack): Promise<number> {
   for (const f of [paths.qmpSocket, paths.debugQmpSocket, paths.agentSocket, paths.pidFile]) await rm(f, { force: true });
   // QEMU's own stderr goes to a file: it must outlive frakti, so no pipe to us.
@@ -331,7 +321,7 @@ async function startQemu(spec: ValidVmSpec, paths: VmPaths, timeoutMs: number, u
   try {
     // In the pod's network namespace when it has one: the taps are there. nsenter execs, so the pid is QEMU's.
     const [cmd, args] = spec.netns ? ['nsenter', [`--net=${spec.netns}`, '--', spec.qemu, ...qemuArgs(spec, paths)]] : [spec.qemu, qemuArgs(spec, paths)];
-    child = spawn(cmd, args, { detached: true, stdio: ['ignore', 'ignore', logFile.fd], env: qemuEnv() });
+    child = spawn(cmd, args, { detached: true, stdio: ['ignore', 'ignore', logFile.fd] });
   } finally {
     await logFile.close();
   }
