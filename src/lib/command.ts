@@ -6,6 +6,8 @@
 // Without the helper (missing, or it keeps dying) commands go through execa.
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
+import { constants as osConstants } from 'node:os';
+import { getSystemErrorMap } from 'node:util';
 import { execa } from 'execa';
 import { logger } from './log.js';
 import { errorMessage } from './errors.js';
@@ -40,6 +42,8 @@ export interface CommandResult {
 export const COMMAND_MAX_BUFFER = 16 * 1024 * 1024;
 /** Above this, a request is refused before it is sent (the helper reads at most 1 MiB a request). */
 const MAX_REQUEST_BYTES = 1024 * 1024;
+/** The largest answer the helper sends: its header and both outputs at their ceiling. */
+const MAX_ANSWER_BYTES = 24 + 2 * COMMAND_MAX_BUFFER;
 /** Commands in flight through one helper (it runs at most 64). */
 const MAX_IN_FLIGHT = 64;
 /** A helper that dies this many times in a row is given up for execa. */
@@ -58,7 +62,9 @@ class Spawner {
   private child: ChildProcess | undefined;
   private readonly pending = new Map<number, Pending>();
   private nextId = 1;
-  private buf: Buffer = Buffer.alloc(0);
+  /** Answer bytes not yet parsed, as received (joined once a frame is whole). */
+  private chunks: Buffer[] = [];
+  private buffered = 0;
   private deaths = 0;
 
   constructor(private readonly binary: string) {}
@@ -72,6 +78,9 @@ class Spawner {
   }
 
   run(file: string, args: string[], opts: CommandOptions): Promise<CommandResult> {
+    const strs = [opts.cwd ?? '', file, ...args, ...Object.entries(opts.env ?? {}).flat()];
+    // As Node's spawn refuses them: a NUL would cut the string short in the helper.
+    if (strs.some((x) => x.includes('\0'))) return Promise.resolve(notStarted(`${file}: a NUL byte in its arguments, environment or working directory`));
     const child = this.ensure();
     const id = this.nextId;
     this.nextId = id >= 0xffffffff ? 1 : id + 1;
@@ -83,7 +92,7 @@ class Spawner {
     if (payloadLength > MAX_REQUEST_BYTES) return Promise.resolve(notStarted(`${file}: the command line and input are over ${MAX_REQUEST_BYTES} bytes`));
     head.writeUInt32LE(payloadLength, 0);
     head.writeUInt32LE(id, 4);
-    head.writeUInt32LE(Math.max(0, Math.min(opts.timeoutMs ?? 0, 0xffffffff)), 8);
+    head.writeUInt32LE(Math.max(0, Math.min(Math.ceil(opts.timeoutMs ?? 0), 0xffffffff)), 8);
     head.writeUInt32LE(Math.min(opts.maxBuffer ?? COMMAND_MAX_BUFFER, COMMAND_MAX_BUFFER), 12);
     head.writeUInt32LE(1 + args.length, 16);
     head.writeUInt32LE(env.length, 20);
@@ -99,7 +108,8 @@ class Spawner {
     if (this.child) return this.child;
     const child = spawn(this.binary, [], { stdio: ['pipe', 'pipe', 'inherit'] });
     this.child = child;
-    this.buf = Buffer.alloc(0);
+    this.chunks = [];
+    this.buffered = 0;
     child.stdout!.on('data', (chunk: Buffer) => this.onData(chunk));
     child.stdin!.on('error', () => {}); // a dead helper shows as its exit
     child.on('error', (err) => this.onGone(child, `could not run ${this.binary}: ${errorMessage(err)}`));
@@ -109,14 +119,27 @@ class Spawner {
   }
 
   private onData(chunk: Buffer): void {
-    this.buf = this.buf.length === 0 ? chunk : Buffer.concat([this.buf, chunk]);
-    while (this.buf.length >= 4) {
-      const len = this.buf.readUInt32LE(0);
-      if (this.buf.length < 4 + len) return;
-      const frame = this.buf.subarray(4, 4 + len);
-      this.buf = this.buf.subarray(4 + len) as Buffer;
+    this.chunks.push(chunk);
+    this.buffered += chunk.length;
+    for (;;) {
+      if (this.buffered < 4) return;
+      if (this.chunks[0]!.length < 4) this.chunks = [Buffer.concat(this.chunks)];
+      const len = this.chunks[0]!.readUInt32LE(0);
+      if (len > MAX_ANSWER_BYTES) {
+        // Not an answer of ours: the stream cannot be read further. Its exit fails what was in flight.
+        log.error('command spawner sent a frame over the limit', { bytes: len });
+        this.child?.kill('SIGKILL');
+        this.chunks = [];
+        this.buffered = 0;
+        return;
+      }
+      if (this.buffered < 4 + len) return;
+      const all = this.chunks.length === 1 ? this.chunks[0]! : Buffer.concat(this.chunks);
+      const rest = all.subarray(4 + len);
+      this.chunks = rest.length ? [rest] : [];
+      this.buffered = rest.length;
       this.deaths = 0;
-      this.onAnswer(frame);
+      this.onAnswer(all.subarray(4, 4 + len));
     }
   }
 
@@ -144,7 +167,7 @@ class Spawner {
       p.resolve({ exitCode: undefined, signal: kind === KIND_KILLED ? signalName(code) : undefined, stdout, stderr: stderr || why, timedOut, failed: true });
       return;
     }
-    p.resolve(notStarted(kind === KIND_NOT_STARTED ? `could not start: errno ${code}${code === 2 ? ' (no such file)' : ''}` : `refused by the spawner: errno ${code}`));
+    p.resolve(notStarted(kind === KIND_NOT_STARTED ? `could not start: ${errnoName(code)}` : `refused by the spawner: ${errnoName(code)}`));
   }
 
   private onGone(child: ChildProcess, why: string): void {
@@ -176,9 +199,14 @@ function notStarted(message: string): CommandResult {
   return { exitCode: undefined, signal: undefined, stdout: '', stderr: message, timedOut: false, failed: true };
 }
 
-const SIGNAL_NAMES: Record<number, string> = { 1: 'SIGHUP', 2: 'SIGINT', 6: 'SIGABRT', 9: 'SIGKILL', 11: 'SIGSEGV', 13: 'SIGPIPE', 15: 'SIGTERM' };
 function signalName(n: number): string {
-  return SIGNAL_NAMES[n] ?? `signal ${n}`;
+  return Object.entries(osConstants.signals).find(([, v]) => v === n)?.[0] ?? `signal ${n}`;
+}
+
+/** 'ENOENT (no such file or directory)', as libuv names an errno. */
+function errnoName(n: number): string {
+  const known = getSystemErrorMap().get(-n);
+  return known ? `${known[0]} (${known[1]})` : `errno ${n}`;
 }
 
 /** Undefined until first used; null when there is no helper to use. */

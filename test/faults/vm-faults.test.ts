@@ -11,7 +11,7 @@ import { join } from 'node:path';
 import { status } from '@grpc/grpc-js';
 import { busyboxFixture } from '../helpers/busybox-fixture.js';
 import { waitFor, type RunningDaemon } from '../helpers/cri-client.js';
-import { daemonLeavingNothing } from '../helpers/e2e-daemon.js';
+import { daemonLeavingNothing, podWithContainer as podWithPod } from '../helpers/e2e-daemon.js';
 import { frakti } from '../helpers/cli-run.js';
 import { isAlive } from '../../src/vmm/process-watch.js';
 
@@ -22,23 +22,7 @@ busyboxFixture('frakti-vmfaults-', (f) => {
   ({ dir, image } = f);
 });
 
-async function podWithContainer(d: RunningDaemon, name: string) {
-  const config = {
-    metadata: { name, uid: `uid-${name}`, namespace: 'faults', attempt: 0 },
-    hostname: name,
-    log_directory: join(d.dir, 'logs', name),
-    linux: { security_context: { namespace_options: { network: 'POD', pid: 'CONTAINER', ipc: 'POD' } } },
-  };
-  const rt = d.client.runtime;
-  const { pod_sandbox_id: pod } = await rt.RunPodSandbox!({ config }, { timeoutMs: 120_000 });
-  const { container_id: ctr } = await rt.CreateContainer!({
-    pod_sandbox_id: pod,
-    config: { metadata: { name: 'main', attempt: 0 }, image: { image }, command: ['sleep', '100000'], log_path: 'main.log' },
-    sandbox_config: config,
-  }, { timeoutMs: 120_000 });
-  await rt.StartContainer!({ container_id: ctr });
-  return { pod, ctr };
-}
+const podWithContainer = (d: RunningDaemon, name: string) => podWithPod(d, image, name, 'faults');
 
 const pidIn = async (d: RunningDaemon, pod: string, file: string) => Number((await readFile(join(d.state, 'vm', pod.slice(0, 16), file), 'utf8')).trim());
 

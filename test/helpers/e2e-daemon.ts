@@ -48,3 +48,22 @@ export async function daemonLeavingNothing(t: { after(fn: () => unknown): void }
   });
   return d;
 }
+
+/** A pod as kubelet runs one (each container its own PID namespace) with one started container sleeping in it. */
+export async function podWithContainer(d: RunningDaemon, image: string, name: string, namespace: string): Promise<{ pod: string; ctr: string }> {
+  const config = {
+    metadata: { name, uid: `uid-${name}`, namespace, attempt: 0 },
+    hostname: name,
+    log_directory: join(d.dir, 'logs', name),
+    linux: { security_context: { namespace_options: { network: 'POD', pid: 'CONTAINER', ipc: 'POD' } } },
+  };
+  const rt = d.client.runtime;
+  const { pod_sandbox_id: pod } = await rt.RunPodSandbox!({ config }, { timeoutMs: 120_000 });
+  const { container_id: ctr } = await rt.CreateContainer!({
+    pod_sandbox_id: pod,
+    config: { metadata: { name: 'main', attempt: 0 }, image: { image }, command: ['sleep', '100000'], log_path: 'main.log' },
+    sandbox_config: config,
+  }, { timeoutMs: 120_000 });
+  await rt.StartContainer!({ container_id: ctr });
+  return { pod, ctr };
+}

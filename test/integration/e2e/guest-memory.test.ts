@@ -6,7 +6,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { busyboxFixture } from '../../helpers/busybox-fixture.js';
 import { waitFor } from '../../helpers/cri-client.js';
-import { daemonLeavingNothing } from '../../helpers/e2e-daemon.js';
+import { daemonLeavingNothing, podWithContainer } from '../../helpers/e2e-daemon.js';
 import { vmProcessesUnder } from '../../helpers/vmm-leaks.js';
 
 let dir: string;
@@ -33,18 +33,7 @@ test('guest RAM a container fills and frees goes back to the host', { timeout: 5
   const d = await daemonLeavingNothing(t, dir, 'guestmem', ['--vm-pool', '0']);
   const rt = d.client.runtime;
   await d.client.image.PullImage!({ image: { image } }, { timeoutMs: 120_000 });
-  const config = {
-    metadata: { name: 'mem', uid: 'uid-mem', namespace: 'guestmem', attempt: 0 },
-    log_directory: join(d.dir, 'logs'),
-    linux: { security_context: { namespace_options: { network: 'POD', pid: 'CONTAINER', ipc: 'POD' } } },
-  };
-  const { pod_sandbox_id: pod } = await rt.RunPodSandbox!({ config }, { timeoutMs: 120_000 });
-  const { container_id: c } = await rt.CreateContainer!({
-    pod_sandbox_id: pod,
-    config: { metadata: { name: 'main', attempt: 0 }, image: { image }, command: ['sleep', '100000'], log_path: 'main.log' },
-    sandbox_config: config,
-  }, { timeoutMs: 120_000 });
-  await rt.StartContainer!({ container_id: c });
+  const { ctr: c } = await podWithContainer(d, image, 'mem', 'guestmem');
   const exec = async (script: string) => {
     const r = await rt.ExecSync!({ container_id: c, cmd: ['sh', '-c', script], timeout: '60' });
     assert.equal(r.exit_code, 0, Buffer.from(r.stderr).toString());

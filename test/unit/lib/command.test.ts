@@ -4,6 +4,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { runCommand } from '../../../src/lib/command.js';
 import { shippedFile } from '../../../src/lib/shipped-files.js';
@@ -25,6 +26,12 @@ test('exit code, both outputs without their final newline, input, env and cwd', 
   // Input larger than a pipe holds, and output larger than one read.
   const big = 'z'.repeat(512 * 1024);
   assert.equal((await runCommand('cat', [], { input: big })).stdout, big);
+  // An answer of many reads (8 MiB on both streams) comes back whole.
+  const loud = await runCommand('sh', ['-c', 'head -c 8388608 /dev/zero | tr "\\0" a; head -c 8388608 /dev/zero | tr "\\0" b >&2']);
+  assert.equal(loud.exitCode, 0);
+  assert.equal(loud.stdout.length, 8 * 1024 * 1024);
+  assert.equal(loud.stderr.length, 8 * 1024 * 1024);
+  assert.ok(/^a+$/.test(loud.stdout) && /^b+$/.test(loud.stderr));
 });
 
 test('a command that cannot start, one that runs too long, one that prints too much', async () => {
@@ -32,6 +39,14 @@ test('a command that cannot start, one that runs too long, one that prints too m
   assert.equal(missing.exitCode, undefined);
   assert.equal(missing.failed, true);
   assert.match(missing.stderr, /no such file/);
+  const badCwd = await runCommand('true', [], { cwd: '/no/such/dir' });
+  assert.equal(badCwd.exitCode, undefined);
+  assert.match(badCwd.stderr, /ENOENT/);
+  // A NUL would cut an argument short: refused before anything runs.
+  const nul = await runCommand('touch', ['/tmp/frakti-nul\0x']);
+  assert.equal(nul.failed, true);
+  assert.match(nul.stderr, /NUL byte/);
+  assert.equal(existsSync('/tmp/frakti-nul'), false);
 
   const t0 = Date.now();
   const slow = await runCommand('sh', ['-c', 'sleep 30 & echo $!; wait'], { timeoutMs: 300 });
@@ -78,8 +93,9 @@ test('a helper killed under a command fails that command, and the next one start
   assert.equal(again.stdout, 'back');
 });
 
-test('the helper answers a bad request with a refusal and stops at a frame too large to be ours', async () => {
+test('the helper answers a bad request with a refusal and stops at a frame too large to be ours', async (t) => {
   const helper = spawn(shippedFile('frakti-spawner'), [], { stdio: ['pipe', 'pipe', 'inherit'] });
+  t.after(() => helper.kill('SIGKILL'));
   const out: Buffer[] = [];
   helper.stdout.on('data', (b: Buffer) => out.push(b));
   // argc 0: refused with EINVAL (22), the helper goes on.
