@@ -20,6 +20,16 @@ const BURST = 5;
 const MANY_PODS = 10;
 const IDLE_SETTLE_MS = 2_000;
 const IDLE_CPU_WINDOW_MS = 10_000;
+/**
+ * Before each timed boot or pod start, the daemon and its VMs must be quiet:
+ * a pool VM just booted still runs its tail (the agent's spare, free page
+ * reporting 2 s after pages are freed), and on 2 cores whatever is timed next
+ * would share them. Quiet: QUIET_WINDOWS windows in a row under QUIET_PERCENT.
+ */
+const QUIET_WINDOW_MS = 500;
+const QUIET_WINDOWS = 5;
+const QUIET_PERCENT = 5;
+const QUIET_MAX_MS = 20_000;
 /** USER_HZ: the unit of utime and stime in /proc/PID/stat. */
 const CLOCK_TICKS_PER_S = 100;
 
@@ -107,6 +117,16 @@ async function cpuPercent(pids: number[], windowMs: number): Promise<number> {
   return ((await cpu()) - c0) / ((performance.now() - t0) / 1000) * 100;
 }
 
+/** Waits (bounded) until the daemon and the processes naming its state folder have been quiet for QUIET_WINDOWS windows. */
+async function settle(d: RunningDaemon): Promise<void> {
+  const end = Date.now() + QUIET_MAX_MS;
+  let quiet = 0;
+  while (quiet < QUIET_WINDOWS && Date.now() < end) {
+    const pids = [d.child.pid!, ...(await processesMentioning(d.state)).map((p) => p.pid)];
+    quiet = (await cpuPercent(pids, QUIET_WINDOW_MS)) < QUIET_PERCENT ? quiet + 1 : 0;
+  }
+}
+
 /** The pool side of the run: pod starts from the pool (alternating with bare boots), the idle pool VM, a burst. */
 async function poolRuns(accel: 'kvm' | 'tcg'): Promise<Record<string, unknown>> {
   const { dir, d, image, cleanup } = await daemonWithBusybox('frakti-bench-pool-', ['--vm-pool', String(DEFAULT_VM_POOL)]);
@@ -117,7 +137,9 @@ async function poolRuns(accel: 'kvm' | 'tcg'): Promise<Record<string, unknown>> 
     const bare: number[] = [];
     for (let i = 0; i < RUNS; i++) {
       await waitFor('a ready pool VM', async () => (await poolReady(d)) >= 1, 300_000, 50);
+      await settle(d);
       bare.push(...(await bareBootRunsMs(dir, accel, 256, 1)));
+      await settle(d);
       const s = await startPod(d, image, dir, `pool-${i}`);
       starts.push(s.ms);
       runs.push(s.phases.run);
@@ -144,6 +166,7 @@ async function poolRuns(accel: 'kvm' | 'tcg'): Promise<Record<string, unknown>> 
       pool_bare_boot_ms: round(bareMs, 1),
       pool_ratio: round(startMs / bareMs),
       pool_pod_start_runs_ms: starts.map((x) => round(x, 0)),
+      pool_bare_boot_runs_ms: bare.map((x) => round(x, 0)),
       idle_pool_vm_pss_mib: round(idle.total / 1024, 1),
       idle_pool_vm_cpu_percent: round(idleCpu, 2),
       burst_pod_start_ms: burst.map((b) => round(b.ms, 0)).sort((a, b) => a - b),
@@ -193,7 +216,9 @@ async function main(): Promise<void> {
       let ctr = '';
       // Bare boots alternate with pod starts: a shared machine's speed drifts
       // over a run, and the ratio should compare like with like.
+      await settle(d);
       bare.push(...(await bareBootRunsMs(dir, accel.accel, 256, 1)));
+      await settle(d);
       starts.push(await timeMs(async () => {
         phases.run.push(await timeMs(async () => {
           pod = (await rt.RunPodSandbox!({ config }, { timeoutMs: 120_000 })).pod_sandbox_id;

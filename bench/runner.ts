@@ -29,7 +29,7 @@ export function round(x: number, digits = 3): number {
 
 /** Prints a human line per figure, then the figures as one JSON object (the last line). */
 export function report(name: string, figures: Record<string, unknown>): void {
-  for (const [k, v] of Object.entries(figures)) process.stdout.write(`${name}: ${k} = ${Array.isArray(v) ? v.join(', ') : String(v)}\n`);
+  for (const [k, v] of Object.entries(figures)) process.stdout.write(`${name}: ${k} = ${Array.isArray(v) ? v.join(', ') : typeof v === 'object' && v !== null ? JSON.stringify(v) : String(v)}\n`);
   process.stdout.write(JSON.stringify({ bench: name, ...figures }) + '\n');
 }
 
