@@ -10,6 +10,7 @@ import { execa, type ResultPromise } from 'execa';
 import * as grpc from '@grpc/grpc-js';
 import { loadCriServices } from '../../src/cri/proto.js';
 import { FRAKTI_BIN } from './cli-run.js';
+import { removeNatLeftovers } from './cni-leftovers.js';
 
 /** Default bound on one CRI call from a test. */
 export const CALL_TIMEOUT_MS = 60_000;
@@ -113,6 +114,14 @@ export interface StartDaemonOptions {
   testNetwork?: boolean;
 }
 
+/** Daemons of this process still running on each test bridge: a cleanup with none left takes the network away. */
+const daemonsOnBridge = new Map<string, Set<object>>();
+
+/** The network name writeTestNetwork gives the conflist of `bridge`. */
+function testNetworkName(bridge: string): string {
+  return `frakti-test-${bridge.slice('frtd'.length)}`;
+}
+
 /** A conflist with a bridge of its own; returns the bridge name for cleanup. */
 export async function writeTestNetwork(confDir: string, dataDir: string): Promise<string> {
   // A daemon restarted on the same directory keeps the network its pods are on.
@@ -124,7 +133,7 @@ export async function writeTestNetwork(confDir: string, dataDir: string): Promis
   await mkdir(confDir, { recursive: true });
   await writeFile(join(confDir, '10-test.conflist'), JSON.stringify({
     cniVersion: '1.0.0',
-    name: `frakti-test-${tag}`,
+    name: testNetworkName(bridge),
     plugins: [
       { type: 'bridge', bridge, isGateway: true, ipMasq: true, hairpinMode: true, ipam: { type: 'host-local', ranges: [[{ subnet }]], routes: [{ dst: '0.0.0.0/0' }], dataDir } },
       { type: 'portmap', capabilities: { portMappings: true } },
@@ -154,6 +163,10 @@ export async function startDaemon(opts: StartDaemonOptions = {}): Promise<Runnin
   const root = join(dir, 'root');
   const state = join(dir, 'state');
   const bridge = (opts.testNetwork ?? true) ? await writeTestNetwork(join(dir, 'cni'), join(dir, 'ipam')) : undefined;
+  const onBridge = bridge ? daemonsOnBridge.get(bridge) ?? new Set<object>() : undefined;
+  if (bridge) daemonsOnBridge.set(bridge, onBridge!);
+  const self = {};
+  onBridge?.add(self);
   let err = '';
   // The host's /etc/cni/net.d is not the tests' business: the daemon gets a
   // conf dir of its own, unless a test passes one.
@@ -179,6 +192,7 @@ export async function startDaemon(opts: StartDaemonOptions = {}): Promise<Runnin
   const exitedP = child.then((r) => {
     exited = true;
     exitCode = r.exitCode;
+    onBridge?.delete(self);
     // A daemon that dies under a test says why, for whoever reads the failure.
     // A fail point (test/faults) kills it on purpose.
     if (!stopping && !opts.env?.FRAKTI_FAIL_POINT) process.stderr.write(`frakti daemon exited unexpectedly (code ${r.exitCode}, signal ${r.signal ?? 'none'}):\n${err.slice(-4000)}\n`);
@@ -212,8 +226,17 @@ export async function startDaemon(opts: StartDaemonOptions = {}): Promise<Runnin
       if (cleaned) return;
       cleaned = true;
       await d.stop();
-      if (bridge) await execa('ip', ['link', 'del', bridge], { reject: false });
+      // The network goes when no daemon runs on it (a test may restart one on the same folder).
+      onBridge?.delete(self);
+      let leaked: string[] = [];
+      if (bridge && onBridge!.size === 0) {
+        daemonsOnBridge.delete(bridge);
+        await execa('ip', ['link', 'del', bridge], { reject: false });
+        leaked = await removeNatLeftovers(testNetworkName(bridge));
+      }
       if (ownDir) await rm(dir, { recursive: true, force: true });
+      // A pod whose CNI DEL never ran: its NAT rules would outlive the test on this machine.
+      if (leaked.length > 0) throw new Error(`the test left ${leaked.length} NAT rules of pods of ${testNetworkName(bridge!)} (removed now): their CNI DEL never ran:\n${leaked.join('\n')}`);
     },
   };
   if (opts.waitReady ?? true) {
