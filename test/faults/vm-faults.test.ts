@@ -97,3 +97,56 @@ test('a guest that stops answering: its calls end DEADLINE_EXCEEDED within their
   t.diagnostic(`stop and remove of the stopped guest's pod: ${Date.now() - t0} ms`);
   assert.equal((await rt.ListPodSandbox!({})).items.length, 1);
 });
+
+test('the guest\'s spare container process killed before a container takes it: the next container starts without it, and a new spare serves the one after', { timeout: 5 * 60_000 }, async (t) => {
+  const d = await daemonLeavingNothing(t, dir, 'spare');
+  const rt = d.client.runtime;
+  await d.client.image.PullImage!({ image: { image } }, { timeoutMs: 120_000 });
+  // kubelet's shape: each container its own PID namespace (only such a container takes a spare).
+  const linux = { security_context: { namespace_options: { network: 'POD', pid: 'CONTAINER', ipc: 'POD' } } };
+  const config = { metadata: { name: 'spare', uid: 'uid-spare', namespace: 'faults', attempt: 0 }, log_directory: join(d.dir, 'logs', 'spare'), linux };
+  const { pod_sandbox_id: pod } = await rt.RunPodSandbox!({ config }, { timeoutMs: 120_000 });
+  const container = async (name: string, extra: object = {}) => {
+    const { container_id: id } = await rt.CreateContainer!({
+      pod_sandbox_id: pod,
+      config: { metadata: { name, attempt: 0 }, image: { image }, command: ['sleep', '100000'], log_path: `${name}.log`, linux: { ...linux, ...extra } },
+      sandbox_config: config,
+    }, { timeoutMs: 120_000 });
+    await rt.StartContainer!({ container_id: id });
+    return id;
+  };
+  const sh = async (id: string, script: string) => {
+    const r = await rt.ExecSync!({ container_id: id, cmd: ['sh', '-c', script], timeout: '30' });
+    assert.equal(r.exit_code, 0, Buffer.from(r.stderr).toString());
+    return Buffer.from(r.stdout).toString().trim();
+  };
+  // The init's cgroup v2 under frakti/ (the file has the devices cgroup's line too).
+  const initCgroup = async (id: string) => /^0::\/frakti\/(\S+)$/m.exec(await sh(id, 'cat /proc/1/cgroup'))?.[1] ?? '';
+
+  // A container allowed to mount the guest's cgroup tree: from there it sees
+  // (and can kill) the spare the agent keeps while the guest is idle.
+  const killer = await container('killer', { security_context: { ...linux.security_context, capabilities: { add_capabilities: ['SYS_ADMIN'] } } });
+  await sh(killer, 'mkdir -p /tmp/cg && mount -t cgroup2 none /tmp/cg');
+  const own = await initCgroup(killer);
+  assert.match(own, /^_spare-\d+$/, 'the first container took the spare its VM made at boot');
+  const spares = async () => (await sh(killer, 'ls /tmp/cg/frakti')).split(/\s+/).filter((n) => /^_spare-\d+$/.test(n) && n !== own);
+  const untaken = async () => (await spares())[0] ?? '';
+  let spare = '';
+  await waitFor('a spare made while the guest is idle', async () => (spare = await untaken()) !== '', 30_000, 200);
+  await sh(killer, `echo 1 > /tmp/cg/frakti/${spare}/cgroup.kill`);
+  // The agent reaps it and removes its cgroup.
+  await waitFor(`${spare} gone`, async () => !(await spares()).includes(spare), 30_000, 200);
+
+  // No spare: the next container is forked as before, with a cgroup named by its id, and runs.
+  const second = await container('second');
+  assert.equal((await rt.ContainerStatus!({ container_id: second })).status.state, 'CONTAINER_RUNNING');
+  const secondCg = await initCgroup(second);
+  assert.doesNotMatch(secondCg, /^_spare-/, 'the second container was forked, not a spare');
+  assert.equal(await sh(second, 'echo ok'), 'ok');
+  // After that create a new spare is made, and the container after takes it.
+  let next = '';
+  await waitFor('a new spare', async () => (next = await untaken()) !== '' && next !== spare, 30_000, 200);
+  const third = await container('third');
+  assert.equal(await initCgroup(third), next, 'the third container took the new spare');
+  assert.equal(await sh(third, 'echo ok'), 'ok');
+});
