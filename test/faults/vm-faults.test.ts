@@ -127,8 +127,9 @@ test('the guest\'s spare container process killed before a container takes it: t
   // (and can kill) the spare the agent keeps while the guest is idle.
   const killer = await container('killer', { security_context: { ...linux.security_context, capabilities: { add_capabilities: ['SYS_ADMIN'] } } });
   await sh(killer, 'mkdir -p /tmp/cg && mount -t cgroup2 none /tmp/cg');
+  // Its own cgroup: a spare's if one was ready at its create (the guest is rarely idle between boot and the first create).
   const own = await initCgroup(killer);
-  assert.match(own, /^_spare-\d+$/, 'the first container took the spare its VM made at boot');
+  assert.notEqual(own, '');
   const spares = async () => (await sh(killer, 'ls /tmp/cg/frakti')).split(/\s+/).filter((n) => /^_spare-\d+$/.test(n) && n !== own);
   const untaken = async () => (await spares())[0] ?? '';
   let spare = '';
