@@ -13,8 +13,9 @@
  * kind: 0 exited (code: exit status), 1 killed (code: signal), 2 could not
  * start (code: errno), 3 refused (code: errno; a bad request or too many).
  * Each command runs in a process group of its own, killed whole on a timeout
- * or output beyond max_output. When stdin closes (the daemon is gone), every
- * command still running is killed and the spawner exits. */
+ * or output beyond max_output. When the spawner exits (stdin closed or an
+ * answer cannot be written: the daemon is gone; a frame not of ours), every
+ * command still running is killed first. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -82,6 +83,28 @@ get32 (const char *p)
 }
 
 static void
+kill_group (struct child *c)
+{
+  if (! c->exited && ! c->killed)
+    {
+      kill (-c->pid, SIGKILL);
+      kill (c->pid, SIGKILL);
+      c->killed = true;
+    }
+}
+
+/* Timeouts and output limits are ours to enforce: a command left behind
+ * would run unbounded, so none outlives the spawner. */
+static void
+kill_all_and_exit (int code)
+{
+  for (int i = 0; i < MAX_CHILDREN; i++)
+    if (children[i].used)
+      kill_group (&children[i]);
+  _exit (code);
+}
+
+static void
 write_all_or_exit (const char *p, size_t n)
 {
   while (n > 0)
@@ -90,7 +113,7 @@ write_all_or_exit (const char *p, size_t n)
       if (w < 0 && errno == EINTR)
         continue;
       if (w <= 0)
-        _exit (1); /* the daemon is gone */
+        kill_all_and_exit (1); /* the daemon is gone */
       p += w;
       n -= (size_t) w;
     }
@@ -123,17 +146,6 @@ close_fd (int *fd)
   if (*fd >= 0)
     close (*fd);
   *fd = -1;
-}
-
-static void
-kill_group (struct child *c)
-{
-  if (! c->exited && ! c->killed)
-    {
-      kill (-c->pid, SIGKILL);
-      kill (c->pid, SIGKILL);
-      c->killed = true;
-    }
 }
 
 static void
@@ -363,15 +375,6 @@ reap (void)
         }
 }
 
-static void
-kill_all_and_exit (void)
-{
-  for (int i = 0; i < MAX_CHILDREN; i++)
-    if (children[i].used)
-      kill_group (&children[i]);
-  _exit (0);
-}
-
 int
 main (void)
 {
@@ -471,7 +474,7 @@ main (void)
           if (r < 0 && errno == EINTR)
             continue;
           if (r <= 0)
-            kill_all_and_exit ();
+            kill_all_and_exit (0);
           have += (uint32_t) r;
           for (;;)
             {
@@ -479,7 +482,7 @@ main (void)
                 break;
               uint32_t len = get32 (req);
               if (len > MAX_REQUEST_BYTES)
-                _exit (2); /* not a frame of ours: the stream cannot be trusted further */
+                kill_all_and_exit (2); /* not a frame of ours: the stream cannot be trusted further */
               if (have < 4 + len)
                 break;
               start (req + 4, len);

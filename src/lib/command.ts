@@ -48,6 +48,12 @@ const MAX_ANSWER_BYTES = 24 + 2 * COMMAND_MAX_BUFFER;
 const MAX_IN_FLIGHT = 64;
 /** A helper that dies this many times in a row is given up for execa. */
 const MAX_RESTARTS = 3;
+/**
+ * The helper enforces a command's timeout; if its answer is still missing
+ * this long after, the helper is stuck (or the killed command is, in the
+ * kernel): the caller is answered as timed out, and a late answer dropped.
+ */
+const ANSWER_GRACE_MS = 5_000;
 
 const KIND_EXITED = 0;
 const KIND_KILLED = 1;
@@ -56,6 +62,7 @@ const KIND_NOT_STARTED = 2;
 interface Pending {
   resolve: (r: CommandResult) => void;
   timeoutMs: number;
+  backstop?: NodeJS.Timeout;
 }
 
 class Spawner {
@@ -98,7 +105,17 @@ class Spawner {
     head.writeUInt32LE(env.length, 20);
     head.writeUInt32LE(input.length, 24);
     return new Promise((resolve) => {
-      this.pending.set(id, { resolve, timeoutMs: opts.timeoutMs ?? 0 });
+      const timeoutMs = opts.timeoutMs ?? 0;
+      const p: Pending = { resolve, timeoutMs };
+      if (timeoutMs > 0) {
+        p.backstop = setTimeout(() => {
+          if (this.pending.get(id) !== p) return;
+          this.settle(id);
+          log.error('command spawner did not answer past a command\'s timeout', { file, timeoutMs });
+          resolve({ ...notStarted(`${file}: timed out after ${timeoutMs} ms (the command spawner did not answer within ${ANSWER_GRACE_MS} ms more)`), timedOut: true });
+        }, timeoutMs + ANSWER_GRACE_MS);
+      }
+      this.pending.set(id, p);
       holdLoop(child, true);
       child.stdin!.write(Buffer.concat([head, ...strings, input]));
     });
@@ -148,8 +165,7 @@ class Spawner {
     const id = f.readUInt32LE(0);
     const p = this.pending.get(id);
     if (!p) return;
-    this.pending.delete(id);
-    if (this.pending.size === 0 && this.child) holdLoop(this.child, false);
+    this.settle(id);
     const kind = f.readInt32LE(4);
     const code = f.readInt32LE(8);
     const timedOut = f[12] === 1;
@@ -170,13 +186,23 @@ class Spawner {
     p.resolve(notStarted(kind === KIND_NOT_STARTED ? `could not start: ${errnoName(code)}` : `refused by the spawner: ${errnoName(code)}`));
   }
 
+  /** Forgets a request answered (or given up on); an idle helper stops holding the process. */
+  private settle(id: number): void {
+    clearTimeout(this.pending.get(id)?.backstop);
+    this.pending.delete(id);
+    if (this.pending.size === 0 && this.child) holdLoop(this.child, false);
+  }
+
   private onGone(child: ChildProcess, why: string): void {
     if (this.child !== child) return;
     this.child = undefined;
     this.deaths++;
     log.warn('command spawner gone', { why, inFlight: this.pending.size, restarts: this.deaths });
     // What was in flight may have run or not: its callers learn it failed, nothing is run twice.
-    for (const p of this.pending.values()) p.resolve(notStarted(`the command spawner ${why}`));
+    for (const p of this.pending.values()) {
+      clearTimeout(p.backstop);
+      p.resolve(notStarted(`the command spawner ${why}`));
+    }
     this.pending.clear();
   }
 }

@@ -85,6 +85,9 @@ export function capabilities(spec: Pick<ContainerSpec, 'capabilities' | 'name'>)
   return [...caps].filter((c) => KNOWN_CAPABILITIES.has(c));
 }
 
+/** A mount or unmount of a host path (a hung network file system must not hold the pod's lock for ever). */
+const MOUNT_TIMEOUT_MS = 30_000;
+
 const depth = (p: string) => p.split('/').filter(Boolean).length;
 
 /**
@@ -99,12 +102,12 @@ async function bindPrivately(hostPath: string, target: string, staging: string, 
   if (isDir) await mkdir(staging, { recursive: true });
   else await writeFile(staging, '');
   try {
-    await runOrThrow('mount', ['--rbind', hostPath, staging]);
+    await runOrThrow('mount', ['--rbind', hostPath, staging], { timeoutMs: MOUNT_TIMEOUT_MS });
     try {
-      await runOrThrow('mount', ['--make-rprivate', staging]);
-      await runOrThrow('mount', ['--rbind', staging, target]);
+      await runOrThrow('mount', ['--make-rprivate', staging], { timeoutMs: MOUNT_TIMEOUT_MS });
+      await runOrThrow('mount', ['--rbind', staging, target], { timeoutMs: MOUNT_TIMEOUT_MS });
     } finally {
-      await runCommand('umount', ['-R', '-l', staging]);
+      await runCommand('umount', ['-R', '-l', staging], { timeoutMs: MOUNT_TIMEOUT_MS });
     }
   } finally {
     // Never recursive: were the unmount to fail, the host's files would be below.
@@ -141,9 +144,9 @@ async function shareHostPaths(ctx: PodContext, podId: string, id: string, spec: 
     if (st.isDirectory()) await mkdir(target);
     else await writeFile(target, '');
     if (m.propagation === 'private') await bindPrivately(m.hostPath, target, `${ctx.containerScratchDir(id)}.private-${i}`, st.isDirectory());
-    else await runOrThrow('mount', ['--rbind', m.hostPath, target]);
-    undo.push(`unmount ${target}`, () => runOrThrow('umount', ['-R', '-l', target]).then(() => undefined));
-    if (m.readonly) await runOrThrow('mount', ['-o', 'remount,bind,ro', target]);
+    else await runOrThrow('mount', ['--rbind', m.hostPath, target], { timeoutMs: MOUNT_TIMEOUT_MS });
+    undo.push(`unmount ${target}`, () => runOrThrow('umount', ['-R', '-l', target], { timeoutMs: MOUNT_TIMEOUT_MS }).then(() => undefined));
+    if (m.readonly) await runOrThrow('mount', ['-o', 'remount,bind,ro', target], { timeoutMs: MOUNT_TIMEOUT_MS });
     out.push({ kind: 'bind', source: `${GUEST_SHARE_DIR}/${id}/mounts/${i}`, destination: m.containerPath, readonly: m.readonly });
   }
   return out;
@@ -341,7 +344,7 @@ export async function removeContainer(ctx: PodContext, id: string): Promise<void
   }
   // Each host path is bound at mounts/<n>: the folder itself is no mount point.
   const mounts = join(ctx.shareDir(c.meta.podId), id, 'mounts');
-  for (const n of await readdir(mounts).catch(() => [] as string[])) await runCommand('umount', ['-R', '-l', join(mounts, n)]);
+  for (const n of await readdir(mounts).catch(() => [] as string[])) await runCommand('umount', ['-R', '-l', join(mounts, n)], { timeoutMs: MOUNT_TIMEOUT_MS });
   await unmountRootfs(join(ctx.shareDir(c.meta.podId), id, 'rootfs'));
   failPoint('remove container: rootfs unmounted');
   await rm(join(ctx.shareDir(c.meta.podId), id), { recursive: true, force: true });

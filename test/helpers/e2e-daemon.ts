@@ -32,11 +32,15 @@ export async function daemonLeavingNothing(t: { after(fn: () => unknown): void }
     // Each step runs whatever the one before did (a hung or failed removal
     // must not leave QEMU running); what leaked is removed, then reported.
     const rt = d.client.runtime;
+    // The daemon's own cleanup fails on NAT rules a pod's CNI DEL left: reported after the rest is cleaned.
+    let cleanupError: unknown;
     try {
       const pods = (await rt.ListPodSandbox!({}, { timeoutMs: 10_000 }).catch(() => ({ items: [] }))).items;
       for (const p of pods) await rt.RemovePodSandbox!({ pod_sandbox_id: p.id }, { timeoutMs: 60_000 }).catch(() => {});
     } finally {
-      await d.cleanup().catch(() => {});
+      await d.cleanup().catch((err: unknown) => {
+        cleanupError = err;
+      });
     }
     const left = (await killLeftovers(ddir)).filter((l) => /qemu-system|virtiofsd/.test(l));
     for (const m of (await mountsUnder(ddir)).reverse()) await execa('umount', ['-l', m], { reject: false });
@@ -45,6 +49,7 @@ export async function daemonLeavingNothing(t: { after(fn: () => unknown): void }
     await rm(ddir, { recursive: true, force: true });
     assert.deepEqual(left, [], 'QEMU or virtiofsd left running');
     assert.deepEqual(ns, [], 'network namespaces left');
+    if (cleanupError) throw cleanupError;
   });
   return d;
 }

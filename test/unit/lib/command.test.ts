@@ -93,9 +93,38 @@ test('a helper killed under a command fails that command, and the next one start
   assert.equal(again.stdout, 'back');
 });
 
-test('the helper answers a bad request with a refusal and stops at a frame too large to be ours', async (t) => {
+/** A request frame as lib/command.ts writes it: no timeout, no env, no input, cwd kept. */
+function request(id: number, argv: string[]): Buffer {
+  const strings = Buffer.concat(['', ...argv].map((x) => Buffer.from(`${x}\0`)));
+  const head = Buffer.alloc(28);
+  head.writeUInt32LE(24 + strings.length, 0);
+  head.writeUInt32LE(id, 4);
+  head.writeUInt32LE(argv.length, 16);
+  return Buffer.concat([head, strings]);
+}
+
+/** Waits (bounded) until no running process has `needle` in its command line. */
+async function gone(needle: string): Promise<boolean> {
+  for (let i = 0; i < 50; i++) {
+    const left = [];
+    for (const p of await processesMentioning(needle)) if (await alive(p.pid)) left.push(p.pid);
+    if (left.length === 0) return true;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return false;
+}
+
+async function running(needle: string): Promise<void> {
+  for (let i = 0; i < 50 && (await processesMentioning(needle)).length === 0; i++) await new Promise((r) => setTimeout(r, 100));
+  assert.equal((await processesMentioning(needle)).length, 1, `${needle} runs`);
+}
+
+test('the helper answers a bad request with a refusal and stops at a frame too large to be ours, killing what it ran', async (t) => {
   const helper = spawn(shippedFile('frakti-spawner'), [], { stdio: ['pipe', 'pipe', 'inherit'] });
-  t.after(() => helper.kill('SIGKILL'));
+  t.after(async () => {
+    helper.kill('SIGKILL');
+    for (const p of await processesMentioning('sleep 3141')) process.kill(p.pid, 'SIGKILL');
+  });
   const out: Buffer[] = [];
   helper.stdout.on('data', (b: Buffer) => out.push(b));
   // argc 0: refused with EINVAL (22), the helper goes on.
@@ -108,10 +137,30 @@ test('the helper answers a bad request with a refusal and stops at a frame too l
   assert.equal(answer.readUInt32LE(4), 7, 'the answer carries the request id');
   assert.equal(answer.readInt32LE(8), 3, 'kind: refused');
   assert.equal(answer.readInt32LE(12), 22, 'EINVAL');
-  // A length over 1 MiB: not a frame of ours; the helper exits.
+  // A command under way, then a length over 1 MiB: not a frame of ours; the
+  // helper exits, and what it ran goes with it (its timeouts went too).
+  helper.stdin.write(request(8, ['sleep', '3141']));
+  await running('sleep 3141');
   const huge = Buffer.alloc(4);
   huge.writeUInt32LE(2 * 1024 * 1024, 0);
   const exited = new Promise<number | null>((r) => helper.on('exit', (code) => r(code)));
   helper.stdin.write(huge);
   assert.equal(await exited, 2);
+  assert.equal(await gone('sleep 3141'), true, 'the running command was killed');
+});
+
+test('a helper whose answers cannot be written (the daemon is gone) kills what it runs and exits', async (t) => {
+  const helper = spawn(shippedFile('frakti-spawner'), [], { stdio: ['pipe', 'pipe', 'inherit'] });
+  t.after(async () => {
+    helper.kill('SIGKILL');
+    for (const p of await processesMentioning('sleep 3142')) process.kill(p.pid, 'SIGKILL');
+  });
+  helper.stdin.write(request(1, ['sleep', '3142']));
+  await running('sleep 3142');
+  const exited = new Promise<number | null>((r) => helper.on('exit', (code) => r(code)));
+  helper.stdout.destroy();
+  // Its answer meets a closed pipe.
+  helper.stdin.write(request(2, ['true']));
+  assert.equal(await exited, 1);
+  assert.equal(await gone('sleep 3142'), true, 'the running command was killed');
 });
