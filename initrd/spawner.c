@@ -13,18 +13,30 @@
  * kind: 0 exited (code: exit status), 1 killed (code: signal), 2 could not
  * start (code: errno), 3 refused (code: errno; a bad request or too many).
  * Each command runs in a process group of its own, killed whole on a timeout
- * or output beyond max_output. When the spawner exits (stdin closed or an
- * answer cannot be written: the daemon is gone; a frame not of ours), every
- * command still running is killed first. */
+ * or output beyond max_output.
+ *
+ * When the daemon goes (stdin closed, or an answer cannot be written), the
+ * commands still running are let finish, each within its timeout and at most
+ * DRAIN_MAX_MS more, and the spawner exits after them: a CNI DEL cut in half
+ * leaves what no retry can find (the bridge plugin deletes the veth first,
+ * and learns from it which NAT rules to delete). A frame not of ours kills
+ * every command and exits at once.
+ *
+ * Given a lock file (argv[1]), the spawner holds it while it runs and takes
+ * it before reading any request: a restarted daemon's commands then run only
+ * once its previous spawner's last commands are over, waiting at most
+ * LOCK_WAIT_MS. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
+#include <stdio.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/signalfd.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -34,6 +46,11 @@
 #define MAX_CHILDREN 64
 #define MAX_OUTPUT_BYTES (16u << 20)
 #define MAX_ARGS 4096
+/* After the daemon has gone: how long its commands may still run. */
+#define DRAIN_MAX_MS 30000u
+/* A command killed then that does not exit (stuck in the kernel) is left. */
+#define DRAIN_GRACE_MS 5000u
+#define LOCK_WAIT_MS (DRAIN_MAX_MS + DRAIN_GRACE_MS + 5000u)
 
 enum kind { EXITED = 0, KILLED = 1, NOT_STARTED = 2, REFUSED = 3 };
 
@@ -59,6 +76,9 @@ struct child
 
 static struct child children[MAX_CHILDREN];
 extern char **environ;
+/* The daemon has gone: answers are dropped, no request is read. */
+static bool draining;
+static uint64_t drain_end_ms;
 
 static uint64_t
 now_ms (void)
@@ -104,8 +124,22 @@ kill_all_and_exit (int code)
   _exit (code);
 }
 
+/* The daemon is gone: what runs is let finish, within its timeout and at
+ * most DRAIN_MAX_MS (see the top of this file). */
 static void
-write_all_or_exit (const char *p, size_t n)
+start_draining (void)
+{
+  if (draining)
+    return;
+  draining = true;
+  drain_end_ms = now_ms () + DRAIN_MAX_MS;
+  for (int i = 0; i < MAX_CHILDREN; i++)
+    if (children[i].used && (! children[i].deadline_ms || children[i].deadline_ms > drain_end_ms))
+      children[i].deadline_ms = drain_end_ms;
+}
+
+static bool
+write_all (const char *p, size_t n)
 {
   while (n > 0)
     {
@@ -113,10 +147,14 @@ write_all_or_exit (const char *p, size_t n)
       if (w < 0 && errno == EINTR)
         continue;
       if (w <= 0)
-        kill_all_and_exit (1); /* the daemon is gone */
+        {
+          start_draining (); /* the daemon is gone */
+          return false;
+        }
       p += w;
       n -= (size_t) w;
     }
+  return true;
 }
 
 static void
@@ -133,11 +171,12 @@ answer (uint32_t id, int kind, int code, bool timed_out, bool overflow, const st
   head[18] = head[19] = 0;
   put32 (head + 20, out_len);
   put32 (head + 24, err_len);
-  write_all_or_exit (head, sizeof (head));
-  if (out_len)
-    write_all_or_exit (out->buf, out_len);
-  if (err_len)
-    write_all_or_exit (err->buf, err_len);
+  if (draining)
+    return;
+  if (write_all (head, sizeof (head)) && out_len)
+    write_all (out->buf, out_len);
+  if (! draining && err_len)
+    write_all (err->buf, err_len);
 }
 
 static void
@@ -375,8 +414,38 @@ reap (void)
         }
 }
 
+/* Holds `path` (never given to a command) once no other spawner does, or
+ * after LOCK_WAIT_MS, saying so: commands are run late rather than never. */
+static void
+take_lock (const char *path)
+{
+  int fd = open (path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+  if (fd < 0)
+    {
+      fprintf (stderr, "frakti-spawner: lock %s: %s; not waiting for an earlier spawner\n", path, strerror (errno));
+      return;
+    }
+  uint64_t give_up = now_ms () + LOCK_WAIT_MS;
+  bool said = false;
+  while (flock (fd, LOCK_EX | LOCK_NB) < 0)
+    {
+      int e = errno;
+      if ((e != EWOULDBLOCK && e != EINTR) || now_ms () >= give_up)
+        {
+          fprintf (stderr, "frakti-spawner: lock %s: %s; running commands beside an earlier spawner's\n", path,
+                   e == EWOULDBLOCK ? "still held" : strerror (e));
+          return;
+        }
+      if (! said && e == EWOULDBLOCK)
+        fprintf (stderr, "frakti-spawner: waiting for an earlier spawner's commands to end (lock %s)\n", path);
+      said = true;
+      struct timespec pause = { 0, 20 * 1000 * 1000 };
+      nanosleep (&pause, NULL);
+    }
+}
+
 int
-main (void)
+main (int argc, char **argv)
 {
   sigset_t chld;
   sigemptyset (&chld);
@@ -388,6 +457,8 @@ main (void)
     return 1;
   fcntl (STDIN_FILENO, F_SETFD, FD_CLOEXEC);
   fcntl (STDOUT_FILENO, F_SETFD, FD_CLOEXEC);
+  if (argc > 1)
+    take_lock (argv[1]);
 
   char *req = malloc (4 + MAX_REQUEST_BYTES);
   uint32_t have = 0;
@@ -401,14 +472,19 @@ main (void)
       nfds_t n = 0;
       int wait_ms = -1;
       uint64_t now = now_ms ();
+      bool running = false;
 
-      pfd[n++] = (struct pollfd) { .fd = STDIN_FILENO, .events = POLLIN };
+      if (draining && now >= drain_end_ms + DRAIN_GRACE_MS)
+        kill_all_and_exit (0); /* what was killed then and is still there is stuck: leave it */
+      /* A negative fd is not polled: stdin is not read once the daemon is gone. */
+      pfd[n++] = (struct pollfd) { .fd = draining ? -1 : STDIN_FILENO, .events = POLLIN };
       pfd[n++] = (struct pollfd) { .fd = sfd, .events = POLLIN };
       for (int i = 0; i < MAX_CHILDREN; i++)
         {
           struct child *c = &children[i];
           if (! c->used)
             continue;
+          running = true;
           if (c->deadline_ms && ! c->killed)
             {
               if (now >= c->deadline_ms)
@@ -426,6 +502,12 @@ main (void)
               if (wait_ms < 0 || left < wait_ms)
                 wait_ms = left;
             }
+          if (c->killed && draining)
+            {
+              int left = (int) (drain_end_ms + DRAIN_GRACE_MS - now);
+              if (wait_ms < 0 || left < wait_ms)
+                wait_ms = left < 0 ? 0 : left;
+            }
           if (c->in_fd >= 0)
             {
               owner[n] = c;
@@ -441,6 +523,8 @@ main (void)
                 pfd[n++] = (struct pollfd) { .fd = sts[k]->fd, .events = POLLIN };
               }
         }
+      if (draining && ! running)
+        _exit (0);
       if (poll (pfd, n, wait_ms) < 0)
         {
           if (errno == EINTR)
@@ -474,7 +558,10 @@ main (void)
           if (r < 0 && errno == EINTR)
             continue;
           if (r <= 0)
-            kill_all_and_exit (0);
+            {
+              start_draining (); /* stdin's end: the daemon is gone */
+              continue;
+            }
           have += (uint32_t) r;
           for (;;)
             {

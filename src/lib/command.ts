@@ -123,7 +123,7 @@ class Spawner {
 
   private ensure(): ChildProcess {
     if (this.child) return this.child;
-    const child = spawn(this.binary, [], { stdio: ['pipe', 'pipe', 'inherit'] });
+    const child = spawn(this.binary, lockFile ? [lockFile] : [], { stdio: ['pipe', 'pipe', 'inherit'] });
     this.child = child;
     this.chunks = [];
     this.buffered = 0;
@@ -237,6 +237,18 @@ function errnoName(n: number): string {
 
 /** Undefined until first used; null when there is no helper to use. */
 let spawner: Spawner | null | undefined;
+let lockFile: string | undefined;
+
+/**
+ * The daemon's helpers hold this file while they run. A helper outlives a
+ * daemon that is killed, until the commands it was running are over (a CNI
+ * DEL cut in half leaks what no retry finds); the next daemon's helper takes
+ * the file first, so its commands never run beside them. Set before the first
+ * command.
+ */
+export function setSpawnerLock(path: string): void {
+  lockFile = path;
+}
 
 /** The helper, started on first use; undefined while there is none to use. */
 function currentSpawner(): Spawner | undefined {

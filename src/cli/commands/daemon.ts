@@ -2,12 +2,14 @@
 // SIGTERM or SIGINT, then stops accepting, lets in-flight calls finish
 // within a bound and removes its socket.
 import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { availableParallelism, totalmem } from 'node:os';
 import { errorMessage } from '../../lib/errors.js';
 import { logger, setLogLevel, type Level } from '../../lib/log.js';
 import { FRAKTI_VERSION } from '../../lib/version.js';
 import { setAssetRoot } from '../../lib/shipped-files.js';
+import { setSpawnerLock } from '../../lib/command.js';
 import {
   CriServer,
   ConfigError,
@@ -284,6 +286,7 @@ export async function run(argv: string[]): Promise<number> {
   try {
     await mkdir(cfg.root, { recursive: true, mode: 0o700 });
     await mkdir(cfg.state, { recursive: true, mode: 0o700 });
+    setSpawnerLock(join(cfg.state, 'spawner.lock'));
     await images.open();
     const guest = guestAssets();
     const accel = await chooseAccel(podFlags.accel, { kernel: guest.kernel, bareInitrd: guest.bareInitrd });

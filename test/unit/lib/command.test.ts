@@ -1,11 +1,14 @@
 // Short commands through frakti-spawner (the real helper binary): what execa
 // gave the callers (exit code, output, input, env, cwd, timeout, output
-// limit), many at once, a helper killed mid-command, and bad frames.
+// limit), many at once, a helper killed mid-command, bad frames, and the
+// commands of a daemon that has gone, let finish.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { existsSync } from 'node:fs';
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { runCommand } from '../../../src/lib/command.js';
 import { shippedFile } from '../../../src/lib/shipped-files.js';
 import { processesMentioning } from '../../helpers/vmm-leaks.js';
@@ -93,12 +96,13 @@ test('a helper killed under a command fails that command, and the next one start
   assert.equal(again.stdout, 'back');
 });
 
-/** A request frame as lib/command.ts writes it: no timeout, no env, no input, cwd kept. */
-function request(id: number, argv: string[]): Buffer {
+/** A request frame as lib/command.ts writes it: no env, no input, cwd kept. */
+function request(id: number, argv: string[], timeoutMs = 0): Buffer {
   const strings = Buffer.concat(['', ...argv].map((x) => Buffer.from(`${x}\0`)));
   const head = Buffer.alloc(28);
   head.writeUInt32LE(24 + strings.length, 0);
   head.writeUInt32LE(id, 4);
+  head.writeUInt32LE(timeoutMs, 8);
   head.writeUInt32LE(argv.length, 16);
   return Buffer.concat([head, strings]);
 }
@@ -149,18 +153,81 @@ test('the helper answers a bad request with a refusal and stops at a frame too l
   assert.equal(await gone('sleep 3141'), true, 'the running command was killed');
 });
 
-test('a helper whose answers cannot be written (the daemon is gone) kills what it runs and exits', async (t) => {
+/** The answers in `out` as id -> [kind, code, stdout]. */
+function answers(out: Buffer[]): Map<number, [number, number, string]> {
+  const all = Buffer.concat(out);
+  const got = new Map<number, [number, number, string]>();
+  for (let at = 0; at + 4 <= all.length; ) {
+    const len = all.readUInt32LE(at);
+    const f = all.subarray(at + 4, at + 4 + len);
+    got.set(f.readUInt32LE(0), [f.readInt32LE(4), f.readInt32LE(8), f.subarray(24, 24 + f.readUInt32LE(16)).toString()]);
+    at += 4 + len;
+  }
+  return got;
+}
+
+test('when the daemon goes (stdin closed), the command under way runs to its end and the helper exits after it', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'frakti-spawner-'));
+  const helper = spawn(shippedFile('frakti-spawner'), [], { stdio: ['pipe', 'pipe', 'inherit'] });
+  t.after(async () => {
+    helper.kill('SIGKILL');
+    await rm(dir, { recursive: true, force: true });
+  });
+  const exited = new Promise<number | null>((r) => helper.on('exit', (code) => r(code)));
+  // What a CNI DEL is: steps that must all be done once begun.
+  helper.stdin.write(request(1, ['sh', '-c', `sleep 1; echo done > ${dir}/marker`]));
+  await new Promise((r) => setTimeout(r, 200));
+  helper.stdin.end();
+  const early = await Promise.race([exited, new Promise((r) => setTimeout(() => r('running'), 400))]);
+  assert.equal(early, 'running', 'the helper waits for the command');
+  assert.equal(await exited, 0);
+  assert.equal(await readFile(join(dir, 'marker'), 'utf8'), 'done\n', 'the command ran to its end');
+});
+
+test('a helper whose answers cannot be written lets its commands finish within their timeouts, then exits', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'frakti-spawner-'));
   const helper = spawn(shippedFile('frakti-spawner'), [], { stdio: ['pipe', 'pipe', 'inherit'] });
   t.after(async () => {
     helper.kill('SIGKILL');
     for (const p of await processesMentioning('sleep 3142')) process.kill(p.pid, 'SIGKILL');
+    await rm(dir, { recursive: true, force: true });
   });
-  helper.stdin.write(request(1, ['sleep', '3142']));
+  helper.stdin.write(request(1, ['sleep', '3142'], 1500));
+  helper.stdin.write(request(2, ['sh', '-c', `sleep 0.5; echo done > ${dir}/marker`]));
   await running('sleep 3142');
   const exited = new Promise<number | null>((r) => helper.on('exit', (code) => r(code)));
+  const began = Date.now();
   helper.stdout.destroy();
   // Its answer meets a closed pipe.
-  helper.stdin.write(request(2, ['true']));
-  assert.equal(await exited, 1);
-  assert.equal(await gone('sleep 3142'), true, 'the running command was killed');
+  helper.stdin.write(request(3, ['true']));
+  assert.equal(await exited, 0);
+  const took = Date.now() - began;
+  assert.ok(took >= 1000 && took < 5000, `the helper exited once the sleep's 1.5 s timeout killed it (after ${took} ms)`);
+  assert.equal(await readFile(join(dir, 'marker'), 'utf8'), 'done\n', 'the other command ran to its end');
+  assert.equal(await gone('sleep 3142'), true, 'the command past its timeout was killed');
+});
+
+test('a helper given a lock file runs nothing until the previous holder\'s commands are over', async (t) => {
+  const dir = await mkdtemp(join(tmpdir(), 'frakti-spawner-'));
+  const lock = join(dir, 'spawner.lock');
+  const first = spawn(shippedFile('frakti-spawner'), [lock], { stdio: ['pipe', 'pipe', 'inherit'] });
+  let second: ReturnType<typeof spawn> | undefined;
+  t.after(async () => {
+    first.kill('SIGKILL');
+    second?.kill('SIGKILL');
+    await rm(dir, { recursive: true, force: true });
+  });
+  const firstExited = new Promise<number>((r) => first.on('exit', () => r(Date.now())));
+  first.stdin.write(request(1, ['sh', '-c', `sleep 1; echo first > ${dir}/marker`]));
+  await new Promise((r) => setTimeout(r, 200));
+  first.stdin.end(); // its daemon is gone; the command goes on
+  second = spawn(shippedFile('frakti-spawner'), [lock], { stdio: ['pipe', 'pipe', 'inherit'] });
+  const out: Buffer[] = [];
+  second.stdout!.on('data', (b: Buffer) => out.push(b));
+  second.stdin!.write(request(1, ['cat', join(dir, 'marker')]));
+  const answered = new Promise<number>((r) => second!.stdout!.once('data', () => r(Date.now())));
+  const [gotAt, firstAt] = await Promise.all([answered, firstExited]);
+  await new Promise((r) => setTimeout(r, 50));
+  assert.deepEqual(answers(out).get(1), [0, 0, 'first\n'], 'the second helper\'s command saw the first one\'s done');
+  assert.ok(gotAt >= firstAt, 'the answer came after the first helper exited');
 });
