@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { runCommand } from '../../../src/lib/command.js';
 import { shippedFile } from '../../../src/lib/shipped-files.js';
 import { processesMentioning } from '../../helpers/vmm-leaks.js';
+import { waitFor } from '../../helpers/cri-client.js';
 
 /** Running (a killed process may linger as a zombie until its new parent reaps it). */
 const alive = async (pid: number) => {
@@ -192,17 +193,17 @@ test('a helper whose answers cannot be written lets its commands finish within t
     for (const p of await processesMentioning('sleep 3142')) process.kill(p.pid, 'SIGKILL');
     await rm(dir, { recursive: true, force: true });
   });
+  const sent = Date.now();
   helper.stdin.write(request(1, ['sleep', '3142'], 1500));
   helper.stdin.write(request(2, ['sh', '-c', `sleep 0.5; echo done > ${dir}/marker`]));
   await running('sleep 3142');
   const exited = new Promise<number | null>((r) => helper.on('exit', (code) => r(code)));
-  const began = Date.now();
   helper.stdout.destroy();
   // Its answer meets a closed pipe.
   helper.stdin.write(request(3, ['true']));
   assert.equal(await exited, 0);
-  const took = Date.now() - began;
-  assert.ok(took >= 1000 && took < 5000, `the helper exited once the sleep's 1.5 s timeout killed it (after ${took} ms)`);
+  const took = Date.now() - sent;
+  assert.ok(took >= 1400 && took < 6500, `the helper exited once the sleep's 1.5 s timeout killed it (${took} ms after it was sent)`);
   assert.equal(await readFile(join(dir, 'marker'), 'utf8'), 'done\n', 'the other command ran to its end');
   assert.equal(await gone('sleep 3142'), true, 'the command past its timeout was killed');
 });
@@ -217,7 +218,6 @@ test('a helper given a lock file runs nothing until the previous holder\'s comma
     second?.kill('SIGKILL');
     await rm(dir, { recursive: true, force: true });
   });
-  const firstExited = new Promise<number>((r) => first.on('exit', () => r(Date.now())));
   first.stdin.write(request(1, ['sh', '-c', `sleep 1; echo first > ${dir}/marker`]));
   await new Promise((r) => setTimeout(r, 200));
   first.stdin.end(); // its daemon is gone; the command goes on
@@ -225,9 +225,7 @@ test('a helper given a lock file runs nothing until the previous holder\'s comma
   const out: Buffer[] = [];
   second.stdout!.on('data', (b: Buffer) => out.push(b));
   second.stdin!.write(request(1, ['cat', join(dir, 'marker')]));
-  const answered = new Promise<number>((r) => second!.stdout!.once('data', () => r(Date.now())));
-  const [gotAt, firstAt] = await Promise.all([answered, firstExited]);
-  await new Promise((r) => setTimeout(r, 50));
-  assert.deepEqual(answers(out).get(1), [0, 0, 'first\n'], 'the second helper\'s command saw the first one\'s done');
-  assert.ok(gotAt >= firstAt, 'the answer came after the first helper exited');
+  await waitFor('the second helper\'s answer', async () => answers(out).has(1), 10_000);
+  // Run at once, `cat` would have found no file: the first command sleeps 1 s before writing it.
+  assert.deepEqual(answers(out).get(1), [0, 0, 'first\n'], 'the second helper\'s command ran after the first one\'s was done');
 });
