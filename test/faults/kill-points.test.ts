@@ -99,16 +99,14 @@ test('frakti killed at fail points and random times of each call: kubelet\'s rep
     return d;
   };
   t.after(async () => {
-    // The last daemon's cleanup takes the test network away with any NAT rule
-    // a cut CNI DEL left (the lifecycles' own audits report them).
+    // The last daemon's cleanup takes the test network away (its bridge, and
+    // any NAT rule a cut CNI DEL left: the lifecycles' own audits report them).
     await d?.cleanup().catch(() => {});
     await killLeftovers(caseDir);
     for (const m of (await mountsUnder(caseDir)).reverse()) await execa('umount', ['-l', m], { reject: false });
     if (d) for (const id of idsInLogs(d.stderr())) ownIds.add(id);
     const own = new Set([...ownIds].map((id) => `frakti-${id.slice(0, 16)}`));
     for (const n of await fraktiNetns()) if (!base.netns.has(n) && own.has(n)) await execa('ip', ['netns', 'delete', n], { reject: false });
-    const conf = await readFile(join(caseDir, 'cni', '10-test.conflist'), 'utf8').catch(() => undefined);
-    if (conf) await execa('ip', ['link', 'del', (JSON.parse(conf) as { plugins: { bridge: string }[] }).plugins[0]!.bridge], { reject: false });
   });
   const tally: Tally = { lifecycles: 0, kills: new Map(), callsFinishedFirst: 0, repeatedLines: 0 };
 

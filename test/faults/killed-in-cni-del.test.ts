@@ -11,23 +11,18 @@ import { access, chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
+import { natRulesNaming } from '../helpers/cni-leftovers.js';
 import { startDaemon, waitFor, type RunningDaemon } from '../helpers/cri-client.js';
 import { fraktiNetns } from '../helpers/e2e-daemon.js';
 import { killLeftovers, mountsUnder } from '../helpers/vmm-leaks.js';
 import { auditLeaks, idsInLogs, nodeBaseline } from './leak-audit.js';
-
-/** The NAT rules that name `network` (what the bridge plugin's ipMasq made for its pods). */
-async function natRulesOf(network: string): Promise<string[]> {
-  const r = await execa('iptables', ['-w', '5', '-t', 'nat', '-S']);
-  return r.stdout.split('\n').filter((l) => l.startsWith('-A ') && l.includes(`name: \\"${network}\\"`));
-}
 
 test('frakti killed while the bridge plugin deletes a pod\'s NAT rules: the plugin finishes, the restarted frakti\'s replay leaves nothing', { timeout: 10 * 60_000 }, async (t) => {
   const base = await nodeBaseline();
   const dir = await mkdtemp(join(tmpdir(), 'frakti-cni-del-'));
   const daemons: RunningDaemon[] = [];
   t.after(async () => {
-    for (const d of daemons.reverse()) {
+    for (const d of [...daemons].reverse()) {
       const pods = (await d.client.runtime.ListPodSandbox!({}, { timeoutMs: 10_000 }).catch(() => ({ items: [] }))).items as { id: string }[];
       for (const p of pods) await d.client.runtime.RemovePodSandbox!({ pod_sandbox_id: p.id }, { timeoutMs: 60_000 }).catch(() => {});
     }
@@ -67,7 +62,7 @@ test('frakti killed while the bridge plugin deletes a pod\'s NAT rules: the plug
     linux: { security_context: { namespace_options: { network: 'POD', pid: 'CONTAINER', ipc: 'POD' } } },
   };
   const { pod_sandbox_id: pod } = await first.client.runtime.RunPodSandbox!({ config }, { timeoutMs: 120_000 });
-  assert.ok((await natRulesOf(network)).length > 0, 'the pod has NAT rules (ipMasq)');
+  assert.ok((await natRulesNaming(network)).length > 0, 'the pod has NAT rules (ipMasq)');
 
   // StopPodSandbox, and frakti killed while the plugin's NAT deletion is held.
   const stopping = first.client.runtime.StopPodSandbox!({ pod_sandbox_id: pod }, { timeoutMs: 120_000 }).then(() => 'done', (e: Error) => e.message);
@@ -85,7 +80,7 @@ test('frakti killed while the bridge plugin deletes a pod\'s NAT rules: the plug
   await rt.StopPodSandbox!({ pod_sandbox_id: pod }, { timeoutMs: 120_000 });
   await rt.RemovePodSandbox!({ pod_sandbox_id: pod }, { timeoutMs: 120_000 });
 
-  assert.deepEqual(await natRulesOf(network), [], 'no NAT rule of the pod is left');
+  assert.deepEqual(await natRulesNaming(network), [], 'no NAT rule of the pod is left');
   const ids = new Set([...idsInLogs(first.stderr()), ...idsInLogs(second.stderr())]);
   assert.deepEqual(await auditLeaks(second, base, ids), [], 'nothing else of the pod is left');
 });

@@ -31,12 +31,17 @@ export function splitRule(line: string): string[] {
   return out;
 }
 
+/** The NAT rules (`iptables -S` lines) whose comment names `network`; throws when iptables cannot list them. */
+export async function natRulesNaming(network: string): Promise<string[]> {
+  const listed = await execa('iptables', ['-w', '5', '-t', 'nat', '-S'], { timeout: 30_000 });
+  const needle = `name: \\"${network}\\"`;
+  return listed.stdout.split('\n').filter((l) => l.startsWith('-A ') && l.includes(needle));
+}
+
 /** Removes the NAT rules (and their own CNI-* chains) that name `network`; returns the rules it found. */
 export async function removeNatLeftovers(network: string): Promise<string[]> {
-  const listed = await execa('iptables', ['-w', '5', '-t', 'nat', '-S'], { reject: false, timeout: 30_000 });
-  if (listed.exitCode !== 0) return [];
-  const needle = `name: \\"${network}\\"`;
-  const rules = listed.stdout.split('\n').filter((l) => l.startsWith('-A ') && l.includes(needle));
+  // A node without iptables has no such rules to leave.
+  const rules = await natRulesNaming(network).catch(() => [] as string[]);
   const chains = new Set<string>();
   for (const rule of rules) {
     const args = splitRule(rule);

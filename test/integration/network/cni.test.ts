@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { execa } from 'execa';
-import { removeNatLeftovers } from '../../helpers/cni-leftovers.js';
+import { natRulesNaming, removeNatLeftovers } from '../../helpers/cni-leftovers.js';
 import {
   CniNetwork, createNetns, deleteNetns, execIn, loadDefaultNetwork, netnsExists, netnsPath, podIps, wireTap, type PodNetworkRequest,
 } from '../../../src/network/index.js';
@@ -117,13 +117,12 @@ test('a pod whose DEL never ran: the test daemons\' sweep finds its NAT rules (i
   a.portMappings = [{ hostPort: 40000 + (parseInt(a.podId.slice(-4), 16) % 20000), containerPort: 80, protocol: 'tcp' }];
   await env.network.add(a);
   const network = env.network.name;
-  const naming = async () => (await execa('iptables', ['-t', 'nat', '-S'])).stdout.split('\n').filter((l) => l.includes(`name: \\"${network}\\"`));
-  const before = await naming();
+  const before = await natRulesNaming(network);
   assert.ok(before.some((l) => l.includes('MASQUERADE')), 'the ipMasq chain is there');
   assert.ok(before.some((l) => l.includes('DNAT')), 'the port mapping is there');
   const removed = await removeNatLeftovers(network);
   assert.deepEqual(removed.sort(), before.sort());
-  assert.deepEqual(await naming(), []);
+  assert.deepEqual(await natRulesNaming(network), []);
   // The pod's own chains went too: nothing jumps to or names them.
   const chains = (await execa('iptables', ['-t', 'nat', '-S'])).stdout.split('\n').filter((l) => /^-N CNI-(DN-)?[0-9a-f]+$/.test(l));
   for (const c of chains) assert.ok(!before.some((l) => l.endsWith(`-j ${c.slice(3)}`)), `${c} is gone`);
